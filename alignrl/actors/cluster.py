@@ -1,0 +1,74 @@
+"""Start or join Ray with the environment our workers need."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import ray
+
+# Carried to every worker: caches inside the project, the CPU accelerator for DeepSpeed.
+_WORKER_ENV_KEYS = (
+    "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME",
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "VLLM_ENABLE_V1_MULTIPROCESSING",
+    "VLLM_CPU_KVCACHE_SPACE", "PYTHONPATH",
+)
+
+
+def worker_env() -> dict[str, str]:
+    """Environment variables forwarded to Ray workers (set on the driver, read by workers)."""
+    env = {k: os.environ[k] for k in _WORKER_ENV_KEYS if k in os.environ}
+    env.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for torch.distributed rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Use an existing Ray (``address``, or already initialised) or start a private local one.
+
+    A local Ray gets a fresh temp folder so a stale ``ray_current_cluster`` file from an earlier
+    ``ray stop`` is never picked up; it is shut down and removed on exit.
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        yield
+        return
+    temp_dir = None
+    if address is None:
+        temp_dir = tempfile.mkdtemp(prefix="alignrl-ray-", dir="/tmp")
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, _temp_dir=temp_dir,
+            runtime_env={"env_vars": worker_env()}, log_to_driver=False, logging_level="ERROR",
+        )
+    else:
+        ray.init(address=address, runtime_env={"env_vars": worker_env()}, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[2]

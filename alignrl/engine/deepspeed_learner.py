@@ -1,0 +1,149 @@
+"""One data-parallel rank of the DeepSpeed learner: engine set-up, a train step on any loss, full weights.
+
+The train step takes a ``loss_fn(model, micro_batch) -> LossOut`` so SFT, RL and preference loops
+share this engine. On CPU it runs DeepSpeed's CPU accelerator with gloo; on CUDA it uses NCCL.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from alignrl.types import LossOut, TokenBatch
+
+LossFn = Callable[[torch.nn.Module, TokenBatch], LossOut]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LearnerSettings:
+    """What one rank needs to build its engine (a subset of the recipe's learner/train sections)."""
+
+    model_dir: str
+    world_size: int
+    batch_size: int          # sequences per optimizer step over all ranks
+    micro_batch_size: int    # sequences per forward/backward on one rank
+    total_steps: int
+    lr: float
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    zero_stage: int = 0
+    bf16: bool = False
+    seed: int = 0
+
+    @property
+    def accumulation_steps(self) -> int:
+        return self.batch_size // (self.world_size * self.micro_batch_size)
+
+
+def lr_multiplier(step: int, s: LearnerSettings) -> float:
+    """Linear warm-up to 1, then constant or cosine decay to ``min_lr_ratio`` at ``total_steps``."""
+    if step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    if s.lr_schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - s.warmup_steps) / max(1, s.total_steps - s.warmup_steps))
+    return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def deepspeed_config(s: LearnerSettings) -> dict:
+    """The DeepSpeed JSON config for these settings."""
+    return {
+        "train_batch_size": s.batch_size,
+        "train_micro_batch_size_per_gpu": s.micro_batch_size,
+        "gradient_accumulation_steps": s.accumulation_steps,
+        "gradient_clipping": s.max_grad_norm,
+        "zero_optimization": {"stage": s.zero_stage},
+        "zero_allow_untested_optimizer": True,  # torch AdamW: avoids a 50 s cpu_adam JIT build on CPU
+        "bf16": {"enabled": s.bf16},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    grads = [p.grad.detach().float() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+
+
+class DeepSpeedLearner:
+    """Owns the DeepSpeed engine of one rank. ``setup`` is a collective: call it on all ranks at once."""
+
+    def __init__(self, settings: LearnerSettings) -> None:
+        self.settings = settings
+        self.engine = None
+
+    def setup(self) -> None:
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.*")
+        s = self.settings
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        torch.manual_seed(s.seed)
+        model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=s.betas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, s))
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(s)
+        )
+
+    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        """One optimizer step over this rank's shard: micro-batches, backward, clip, step.
+
+        Returns the mean of each LossOut metric over micro-batches plus loss, grad_norm and lr.
+        """
+        engine = self.engine
+        engine.train()
+        device = engine.device
+        mbs = self.settings.micro_batch_size
+        if len(batch) != mbs * self.settings.accumulation_steps:
+            raise ValueError(f"rank shard has {len(batch)} rows, expected {mbs * self.settings.accumulation_steps}")
+        sums: dict[str, float] = {}
+        own_norm = None
+        for start in range(0, len(batch), mbs):
+            micro = batch.slice(start, start + mbs)
+            micro = TokenBatch(*(t.to(device) for t in (micro.input_ids, micro.attention_mask, micro.loss_mask)))
+            out = loss_fn(engine, micro)
+            engine.backward(out.loss)
+            if self.settings.zero_stage == 0 and engine.is_gradient_accumulation_boundary():
+                own_norm = _grad_norm(engine.module)  # DeepSpeed tracks no norm without ZeRO; grads are reduced here
+            engine.step()
+            for key, value in {"loss": out.loss.detach(), **out.metrics}.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        metrics = {k: v / self.settings.accumulation_steps for k, v in sums.items()}
+        grad_norm = own_norm if own_norm is not None else engine.get_global_grad_norm()
+        metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
+        metrics["lr"] = float(engine.get_lr()[0])
+        return metrics
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full (un-sharded) CPU weights under HF names, on every rank (ZeRO-3 shards are gathered)."""
+        import deepspeed
+
+        module = self.engine.module
+        if self.settings.zero_stage == 3:
+            params = list(module.parameters())
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return {n: t.detach().to("cpu", copy=True) for n, t in module.state_dict().items()}
+        return {n: t.detach().to("cpu", copy=True) for n, t in module.state_dict().items()}
+
+    def save_engine_state(self, directory: str, tag: str) -> None:
+        """DeepSpeed's own checkpoint (optimizer + scheduler + weights) for exact resume; collective."""
+        self.engine.save_checkpoint(directory, tag=tag)
+
+    @property
+    def rank(self) -> int:
+        return int(os.environ.get("RANK", "0"))

@@ -1,0 +1,16 @@
+"""Single-controller drivers, one per algorithm family; ``run_recipe`` picks one by ``algorithm.name``."""
+
+from __future__ import annotations
+
+from alignrl.config import RunConfig
+from alignrl.errors import UserError
+
+
+def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run the loop that serves ``cfg.algorithm.name``; returns its final metrics."""
+    name = cfg.algorithm.name
+    if name == "sft":
+        from alignrl.loops.sft import run_sft
+
+        return run_sft(cfg, overwrite=overwrite, show_progress=show_progress)
+    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft)")

@@ -1,0 +1,100 @@
+"""What every loop does the same way: the run folder, the starting model, data, eval and export."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from alignrl.config import RunConfig, recipe_to_dict
+from alignrl.data.sources import load_examples, task_of
+from alignrl.errors import UserError
+from alignrl.evaluation import evaluate
+from alignrl.tasks.base import Example, reward_for
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def create_run_dir(cfg: RunConfig, *, overwrite: bool) -> Path:
+    """Make ``runs/<name>/`` and write the resolved recipe into it; refuse to reuse a folder silently."""
+    run_dir = cfg.run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UserError(
+                f"run folder {run_dir} already exists; pick another name (name=...) or pass --overwrite to replace it"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(cfg), sort_keys=False))
+    return run_dir
+
+
+def prepare_policy(cfg: RunConfig, run_dir: Path) -> Path:
+    """The starting HF folder: a fresh tiny model or an imported GGUF go to ``run_dir/init``."""
+    policy = cfg.policy
+    if policy.tiny is not None:
+        from alignrl.models.tiny import build_tiny_model
+
+        t = policy.tiny
+        return build_tiny_model(
+            run_dir / "init", hidden=t.hidden, layers=t.layers, heads=t.heads, kv_heads=t.kv_heads,
+            intermediate=t.intermediate, max_positions=t.max_positions, seed=cfg.seed,
+        )
+    if policy.path.endswith(".gguf"):
+        from alignrl.models.gguf import import_gguf
+
+        return import_gguf(policy.path, run_dir / "init")
+    return Path(policy.path).absolute()
+
+
+@dataclass(frozen=True, slots=True)
+class RunData:
+    train: list[Example]
+    eval: list[Example]
+    task: str | None  # the verifier's task name when data.eval is a tasks:// source
+
+
+def load_run_data(cfg: RunConfig) -> RunData:
+    """Load train/eval examples up front so bad data fails before anything is written."""
+    train = load_examples(cfg.data.train, key="data.train")
+    if not train:
+        raise UserError(f"data.train: {cfg.data.train} has no examples")
+    evals = load_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
+    return RunData(train, evals, task_of(cfg.data.eval) if cfg.data.eval else None)
+
+
+def run_eval(engine, data: RunData, cfg: RunConfig) -> dict | None:
+    """Evaluate on data.eval with the task's verifier (None when there is nothing verifiable)."""
+    if not data.eval or data.task is None:
+        return None
+    e = cfg.eval
+    return evaluate(
+        engine, [x.prompt for x in data.eval], [x.answer for x in data.eval],
+        lambda completions, answers: reward_for(data.task, completions, answers),
+        k=e.k, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=cfg.seed,
+    )
+
+
+def check_finite(step: int, metrics: dict[str, float]) -> None:
+    """Stop with a clear message when the loss or gradient norm is NaN/inf."""
+    for key in ("loss", "grad_norm"):
+        if key in metrics and not math.isfinite(metrics[key]):
+            raise UserError(
+                f"step {step}: {key} is {metrics[key]}; training diverged. Lower learner.lr, "
+                "raise learner.max_grad_norm clipping (smaller value) or check the data"
+            )
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)

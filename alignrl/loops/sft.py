@@ -1,0 +1,140 @@
+"""Supervised fine-tuning on the DeepSpeed learner group (Ray actors), with eval, checkpoints and export.
+
+The driver tokenizes, batches and shuffles; learner actors take one DeepSpeed step per batch on
+``sft_micro_loss``; the evaluation engine (HF or vLLM) in the driver receives the learner's full
+weights through the same ``load_weights`` path that RL weight sync uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+
+from alignrl.actors.cluster import ray_session
+from alignrl.actors.learner import LearnerGroup
+from alignrl.config import RunConfig
+from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
+from alignrl.engine.deepspeed_learner import LearnerSettings
+from alignrl.errors import UserError
+from alignrl.loops.common import (
+    RunData,
+    check_finite,
+    create_run_dir,
+    load_run_data,
+    prepare_policy,
+    run_eval,
+    seed_everything,
+    write_json,
+)
+from alignrl.models.export import save_hf_folder
+from alignrl.objectives.sft import SFTParams, sft_loss
+from alignrl.ops import token_logprobs
+from alignrl.tracking import Tracker, plot_metrics
+from alignrl.types import LossOut, TokenBatch
+
+
+def sft_micro_loss(model, batch: TokenBatch, params: SFTParams) -> LossOut:
+    """Forward the micro-batch and apply ``objectives.sft`` to the completion tokens."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return sft_loss(token_logprobs(logits, batch.input_ids), batch.loss_mask, params)
+
+
+def _tokenize_all(tokenizer, data: RunData, max_length: int) -> list[TokenizedExample]:
+    out = []
+    for i, ex in enumerate(data.train):
+        try:
+            out.append(tokenize_sft(tokenizer, ex.prompt, ex.completion, max_length))
+        except ValueError as err:
+            raise UserError(f"data.train example {i}: {err}; raise train.max_length") from None
+    return out
+
+
+def _batches(examples: list[TokenizedExample], batch_size: int, pad_id: int, seed: int):
+    """Endless shuffled batches, reshuffled each epoch with a seeded RNG; a short last batch is dropped."""
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    while True:
+        rng.shuffle(order)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield collate_sft([examples[i] for i in order[start : start + batch_size]], pad_id)
+
+
+def _settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
+    lc = cfg.learner
+    return LearnerSettings(
+        model_dir=str(model_dir), world_size=lc.workers, batch_size=cfg.train.batch_size,
+        micro_batch_size=lc.micro_batch_size, total_steps=cfg.train.steps, lr=lc.lr, weight_decay=lc.weight_decay,
+        betas=tuple(lc.betas), warmup_steps=lc.warmup_steps, lr_schedule=lc.lr_schedule, min_lr_ratio=lc.min_lr_ratio,
+        max_grad_norm=lc.max_grad_norm, zero_stage=lc.zero_stage, bf16=lc.bf16, seed=cfg.seed,
+    )
+
+
+def _checkpoint(group: LearnerGroup, model_dir: Path, run_dir: Path, step: int) -> Path:
+    """``checkpoints/step_N/{hf,deepspeed}`` written under a temp name and renamed when complete."""
+    from alignrl.io import atomic_dir
+
+    final = run_dir / "checkpoints" / f"step_{step:06d}"
+    with atomic_dir(final, overwrite=True) as tmp:
+        group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
+        save_hf_folder(group.full_state_dict(), model_dir, tmp / "hf")
+        write_json(tmp / "trainer_state.json", {"step": step})
+    return final
+
+
+def _eval_engine(cfg: RunConfig, model_dir: Path):
+    from alignrl.rollout.factory import make_engine
+
+    return make_engine(cfg.eval.engine, model_dir, seed=cfg.seed)
+
+
+def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run an SFT recipe end to end; returns the final eval metrics (empty without verifiable eval data)."""
+    from alignrl.models.loading import load_tokenizer
+
+
+    seed_everything(cfg.seed)
+    data = load_run_data(cfg)  # bad data fails here, before the run folder exists
+    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    model_dir = prepare_policy(cfg, run_dir)
+    tokenizer = load_tokenizer(model_dir)
+    batches = _batches(_tokenize_all(tokenizer, data, cfg.train.max_length), cfg.train.batch_size,
+                       tokenizer.pad_token_id, cfg.seed)
+    loss_fn = functools.partial(sft_micro_loss, params=cfg.algorithm.params)
+    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    final: dict = {}
+    with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        group = LearnerGroup(_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker)
+        engine = _eval_engine(cfg, model_dir) if data.eval else None
+        try:
+            for step in range(1, cfg.train.steps + 1):
+                # 1. update
+                metrics = group.train_step(next(batches), loss_fn)
+                check_finite(step, metrics)
+                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                    tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+                # 2. evaluate on held-out data with the learner's current weights
+                last = step == cfg.train.steps
+                if engine is not None and (last or (cfg.train.eval_every and step % cfg.train.eval_every == 0)):
+                    engine.load_weights(list(group.full_state_dict().items()))
+                    result = run_eval(engine, data, cfg)
+                    if result is not None:
+                        tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
+                                    | {"accuracy": result["metrics"]["accuracy"]})
+                        final = result
+                # 3. checkpoint
+                if last or (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0):
+                    _checkpoint(group, model_dir, run_dir, step)
+            # 4. export
+            if cfg.export.enabled:
+                save_hf_folder(group.full_state_dict(), model_dir, run_dir / "export", overwrite=True)
+        finally:
+            tracker.close()
+            if engine is not None:
+                engine.close()
+            group.shutdown()
+    if final:
+        write_json(run_dir / "eval.json", final)
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
+                 ("train/loss", "eval/accuracy", f"eval/pass@{cfg.eval.k}", "train/grad_norm"))
+    return final.get("metrics", {})

@@ -1,0 +1,1 @@
+"""Model folders: tiny Llama models built from config, GGUF import, and loading HF folders."""

@@ -1,0 +1,36 @@
+"""Write a full state dict as an HF model folder that transformers and vLLM load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from alignrl.io import atomic_dir
+
+# Files copied from the template folder (config, tokenizer, chat template, generation defaults).
+_NON_WEIGHT_SUFFIXES = (".json", ".jinja", ".txt", ".model")
+
+
+def save_hf_folder(
+    state_dict: dict[str, torch.Tensor], template_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Weights as ``model.safetensors`` + the template's config/tokenizer files, written atomically.
+
+    With tied embeddings ``lm_head.weight`` is dropped (safetensors refuses shared tensors, and
+    transformers and vLLM re-tie it on load).
+    """
+    template_dir, out_dir = Path(template_dir), Path(out_dir)
+    config = json.loads((template_dir / "config.json").read_text())
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in state_dict.items()}
+    if config.get("tie_word_embeddings", False):
+        tensors.pop("lm_head.weight", None)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        for f in template_dir.iterdir():
+            if f.is_file() and f.suffix in _NON_WEIGHT_SUFFIXES and not f.name.endswith(".index.json"):
+                shutil.copy2(f, tmp / f.name)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    return out_dir

@@ -1,0 +1,1 @@
+"""Generation engines behind one interface (vLLM and HF ``generate``); see ``base.py``."""
