@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 import alignrl.objectives  # noqa: F401  (registers training objectives)
+import alignrl.tasks  # noqa: F401  (registers tasks, so tasks:// sources are checked at load time)
 from alignrl.errors import UserError
 from alignrl.registry import TRAIN_LOSSES
 from alignrl.schema import Component, build, fail, to_plain
+from alignrl.tasks.base import SCHEME, parse_task_uri
 from alignrl.yaml_loader import Origins, apply_override, read_recipe
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -74,8 +76,11 @@ class LearnerConfig:
     """Ray CPU request per learner actor (placement by resource request)."""
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.micro_batch_size < 1:
-            raise ValueError("workers and micro_batch_size must be >= 1")
+        # Each message starts with the field's name: schema.build then reports that field's key and line.
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if len(self.betas) != 2:
@@ -97,8 +102,12 @@ class TrainConfig:
     """Save a checkpoint every N steps (0: only at the end)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.max_length < 2:
-            raise ValueError("steps and batch_size must be >= 1 and max_length >= 2")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -162,7 +171,13 @@ def _check_batch_sizes(cfg: RunConfig, origins: Origins) -> None:
 
 
 def _check_source(source: str | None, key: str, origins: Origins, base: Path) -> None:
-    if source is None or source.startswith("tasks://"):
+    if source is None:
+        return
+    if source.startswith(SCHEME):
+        try:
+            parse_task_uri(source)  # unknown task, unknown key or bad value: caught here, not at run time
+        except UserError as err:
+            fail(key, origins, str(err))
         return
     path = Path(source) if Path(source).is_absolute() else base / source
     if not path.is_file():
@@ -188,6 +203,7 @@ def _check_model(cfg: ModelConfig, key: str, origins: Origins) -> None:
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read, override, build and check a recipe. Raises UserError naming the key, file and line."""
     data, origins = read_recipe(Path(path))
+    origins[""] = str(path)  # where keys without an origin of their own (a missing section) are reported
     for override in overrides:
         apply_override(data, origins, override)
     cfg = build(RunConfig, data, "", origins)

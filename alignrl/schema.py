@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ def _where(path: str, origins: Origins) -> str:
         if probe in origins:
             return f"{origins[probe]}: "
         probe = probe.rsplit(".", 1)[0] if "." in probe else ""
-    return ""
+    return f"{origins['']}: " if origins.get("") else ""  # the recipe file itself
 
 
 def fail(path: str, origins: Origins, message: str) -> typing.NoReturn:
@@ -60,11 +61,18 @@ def coerce(value: Any, tp: Any, path: str, origins: Origins) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert it (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None  # null means "none" for an optional section, not "the section's defaults"
+        errors: list[tuple[Any, UserError]] = []
         for option in typing.get_args(tp):
             try:
                 return coerce(value, option, path, origins)
-            except UserError:
-                continue
+            except UserError as err:
+                errors.append((option, err))
+        for option, err in errors:  # a mapping/list meant for the section/list option: its own error says more
+            if (isinstance(value, dict) and dataclasses.is_dataclass(option)) or (
+                    isinstance(value, list) and typing.get_origin(option) is tuple):
+                raise err
         fail(path, origins, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         allowed = typing.get_args(tp)
@@ -137,7 +145,11 @@ def build(cls: type, data: Any, path: str, origins: Origins) -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        fail(path or "recipe", origins, str(err))
+        # A check in __post_init__ whose message starts with a field's name is reported at that field.
+        first = re.match(r"\w+", str(err))
+        field_name = first.group(0) if first and first.group(0) in kwargs else None
+        at = (f"{path}.{field_name}" if path else field_name) if field_name else path or "recipe"
+        fail(at, origins, str(err))
 
 
 def build_component(registry: Any, data: Any, path: str, origins: Origins) -> Component:

@@ -6,6 +6,7 @@ plain dicts while recording ``dotted.key -> "file:line"``. ``extends:`` chains a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,25 @@ import yaml
 from alignrl.errors import UserError
 
 Origins = dict[str, str]  # dotted key -> "recipe.yaml:12"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent floats without a dot (``3e-4``, ``1E+5``) as numbers.
+
+    PyYAML follows YAML 1.1, where ``3e-4`` is a string; recipes and overrides mean the number.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_value(text: str) -> Any:
+    """Parse one YAML value the way recipe files are parsed (``10``, ``3e-4``, ``[1, 2]``, ``null``)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
 
 
 def _construct(node: yaml.Node, loader: yaml.SafeLoader, prefix: str, file: str, origins: Origins) -> Any:
@@ -39,7 +59,7 @@ def read_yaml_with_origins(path: Path) -> tuple[dict[str, Any], Origins]:
     if not path.is_file():
         raise UserError(f"recipe file {path} does not exist")
     text = path.read_text()
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         origins: Origins = {}
@@ -82,6 +102,9 @@ def read_recipe(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any
     parent_path = (path.parent / parent)
     if not parent_path.is_file():
         raise UserError(f"{origins['extends']}: extends: {parent_path} does not exist")
+    if parent_path.resolve() in (*_seen, path):  # named at the extends: line that closes the cycle
+        chain = " -> ".join(str(p) for p in (*_seen, path, parent_path.resolve()))
+        raise UserError(f"{origins['extends']}: extends: cycle in recipes: {chain}")
     base, base_origins = read_recipe(parent_path, (*_seen, path))
     return deep_merge(base, data), {**base_origins, **origins}
 
@@ -95,13 +118,15 @@ def apply_override(data: dict[str, Any], origins: Origins, override: str) -> Non
     if not key or any(not part.isidentifier() for part in key.split(".")):
         raise UserError(f"override {override!r}: {key!r} is not a dotted key like train.steps")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_value(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise UserError(f"override {override!r}: the value {raw!r} is not valid YAML; quote it") from None
     parts = key.split(".")
     node = data
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
+        child = node.get(part)
+        if child is None:  # absent, or an empty section (``eval:``)
+            child = node[part] = {}
         if not isinstance(child, dict):
             prefix = ".".join(parts[: i + 1])
             raise UserError(f"override {override!r}: {prefix} is a value, not a section; it has no key {parts[i + 1]!r}")

@@ -33,12 +33,18 @@ def find_smollm2_gguf() -> Path:
         candidate = Path(location) / SMOLLM2_FILE
         if candidate.is_file():
             return candidate
-    raise UserError(f"{SMOLLM2_FILE} is missing from the installed {SMOLLM2_PACKAGE}; "
-                    f"reinstall it with `{SMOLLM2_FIX}`.")
+    raise UserError(
+        f"{SMOLLM2_FILE} is missing from the installed {SMOLLM2_PACKAGE}; reinstall it with `{SMOLLM2_FIX}`."
+    )
 
 
-def import_gguf(gguf_file: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                dtype: str = "float32", overwrite: bool = False) -> Path:
+def import_gguf(
+    gguf_file: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    dtype: str = "float32",
+    overwrite: bool = False,
+) -> Path:
     """Dequantize ``gguf_file`` and write it to ``out_dir`` as an HF folder; returns its path.
 
     The folder holds safetensors weights in ``dtype``, config, generation config and the tokenizer
@@ -48,10 +54,10 @@ def import_gguf(gguf_file: str | os.PathLike[str], out_dir: str | os.PathLike[st
     gguf_file = _check_gguf_file(gguf_file)
     dtype_ = torch_dtype(dtype, "--dtype")
     folder, name = str(gguf_file.parent), gguf_file.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype_)
-    _drop_gguf_quantizer(model)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:  # checks out_dir before the slow load
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype_)
+        _drop_gguf_quantizer(model)
         model.save_pretrained(tmp)  # safetensors; a tied lm_head is stored once, as embed_tokens
         tokenizer.save_pretrained(tmp)
     return Path(out_dir).absolute()
@@ -60,13 +66,17 @@ def import_gguf(gguf_file: str | os.PathLike[str], out_dir: str | os.PathLike[st
 def _check_gguf_file(gguf_file: str | os.PathLike[str]) -> Path:
     path = Path(gguf_file).expanduser().absolute()
     if not path.is_file():
-        raise UserError(f"{path} does not exist or is not a file; give the path of a .gguf file "
-                        f"(the SmolLM2 one comes with `{SMOLLM2_FIX}`).")
+        raise UserError(
+            f"{path} does not exist or is not a file; give the path of a .gguf file "
+            f"(the SmolLM2 one comes with `{SMOLLM2_FIX}`)."
+        )
     with path.open("rb") as f:
         magic = f.read(len(GGUF_MAGIC))
     if path.suffix != ".gguf" or magic != GGUF_MAGIC:
-        raise UserError(f"{path} is not a GGUF file (it needs the .gguf suffix and to start with "
-                        f"{GGUF_MAGIC!r}); give the path of a llama.cpp .gguf file.")
+        raise UserError(
+            f"{path} is not a GGUF file (it needs the .gguf suffix and to start with "
+            f"{GGUF_MAGIC!r}); give the path of a llama.cpp .gguf file."
+        )
     return path
 
 
@@ -75,9 +85,9 @@ def _drop_gguf_quantizer(model: PreTrainedModel) -> None:
 
     transformers dequantizes GGUF weights on load but keeps the GGUF quantizer, and
     ``save_pretrained`` refuses models "quantized with QuantizationMethod.GGUF". The tensors are
-    plain ``dtype`` tensors already, so the quantizer record is all that has to go.
+    plain ``dtype`` tensors already, so only the quantizer's records go: ``hf_quantizer``,
+    ``config.quantization_config`` and the ``is_quantized`` flag (which also blocks ``.to(dtype)``).
     """
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.is_quantized = False  # not every transformers version derives it from hf_quantizer
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)

@@ -50,8 +50,7 @@ def load_tokenizer(path: str | os.PathLike[str], key: str = "policy.path") -> Pr
     return tokenizer
 
 
-def load_causal_lm(path: str | os.PathLike[str], dtype: str = "float32",
-                   key: str = "policy.path") -> PreTrainedModel:
+def load_causal_lm(path: str | os.PathLike[str], dtype: str = "float32", key: str = "policy.path") -> PreTrainedModel:
     """The folder's causal LM in ``dtype`` (float32, bfloat16 or float16), on CPU, in eval mode."""
     folder = check_model_dir(path, key)
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype, f"{key} dtype"))

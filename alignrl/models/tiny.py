@@ -90,8 +90,11 @@ def build_tiny_model(
     _check_shape(hidden, layers, heads, kv_heads, intermediate, max_positions)
     tokenizer = build_tiny_tokenizer(chars)
     tokenizer.model_max_length = max_positions
-    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-           "pad_token_id": tokenizer.pad_token_id}
+    ids = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -122,10 +125,15 @@ def _check_chars(chars: str) -> None:
         raise UserError(f"--chars repeats {''.join(repeated)!r}; list each character once.")
 
 
-def _check_shape(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
-                 max_positions: int) -> None:
-    sizes = {"--hidden": hidden, "--layers": layers, "--heads": heads, "--kv-heads": kv_heads,
-             "--intermediate": intermediate, "--max-positions": max_positions}
+def _check_shape(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, max_positions: int) -> None:
+    sizes = {
+        "--hidden": hidden,
+        "--layers": layers,
+        "--heads": heads,
+        "--kv-heads": kv_heads,
+        "--intermediate": intermediate,
+        "--max-positions": max_positions,
+    }
     for flag, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{flag} {value!r} must be a positive integer.")

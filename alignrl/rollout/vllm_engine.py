@@ -22,9 +22,11 @@ import gc
 import hashlib
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from alignrl.models.loading import check_model_dir, torch_dtype
 from alignrl.rollout.base import Completion, SamplingConfig
@@ -33,7 +35,12 @@ GIB = 1 << 30
 
 
 class VLLMEngine:
-    """A ``GenerationEngine`` over an in-process ``vllm.LLM`` (one model copy, one device)."""
+    """A ``GenerationEngine`` over an in-process ``vllm.LLM`` (one model copy, one device).
+
+    In-process vLLM initialises ``torch.distributed`` (a world of one) in the calling process and
+    ``close()`` destroys it again: give the engine its own process (a rollout actor), not one that
+    also runs a DeepSpeed learner.
+    """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, dtype: str = "float32", seed: int = 0,
                  kv_cache_gib: float = 1, max_model_len: int | None = None,
@@ -60,6 +67,8 @@ class VLLMEngine:
             args["enforce_eager"] = True
             args["kv_cache_memory_bytes"] = int(kv_cache_gib * GIB)
         self.llm = LLM(**args)
+        packed = self.llm.apply_model(_packed_modules)[0]  # e.g. qkv_proj: [q_proj, k_proj, v_proj]
+        self._layer_of = _layer_map(_checkpoint_names(Path(args["model"])), packed)
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
         """One list of ``sampling.n`` completions per prompt, in prompt order."""
@@ -84,11 +93,14 @@ class VLLMEngine:
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Replace weights in place from (HF parameter name, tensor) pairs, then reset the prefix cache.
 
-        Push whole layers: vLLM fuses some HF tensors into one parameter (q/k/v into ``qkv_proj``,
-        gate/up into ``gate_up_proj``), and a fused layer that gets only some of its tensors is
-        rebuilt from those alone. Pushing the full state dict is always safe.
+        A subset may be pushed, but only whole vLLM layers: vLLM fuses some HF tensors into one
+        parameter (q/k/v into ``qkv_proj``, gate/up into ``gate_up_proj``) and rebuilds a layer from
+        the tensors pushed for it, so a partial layer would come out wrong. Unknown names and partial
+        layers raise ``ValueError`` before anything changes. The full state dict is always accepted.
         """
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named_tensors)})
+        named = list(named_tensors)
+        _check_whole_layers([name for name, _ in named], self._layer_of)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": named})
         self.llm.reset_prefix_cache()  # KV blocks cached with the old weights are now wrong
 
     def close(self) -> None:
@@ -115,6 +127,51 @@ def _completion(output: Any, with_logprobs: bool) -> Completion:
 
 
 def _request_seed(seed: int, prompt_index: int, sample_index: int) -> int:
-    """A reproducible seed in [0, 2**31) for one (prompt, sample) request; hashed, so pairs differ."""
+    """A reproducible seed in [0, 2**31) for one (prompt, sample) request (a hash of all three)."""
     digest = hashlib.blake2b(f"{seed}:{prompt_index}:{sample_index}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def _packed_modules(model: torch.nn.Module) -> dict[str, list[str]]:
+    """The vLLM model's fused layers (runs inside the worker through ``LLM.apply_model``)."""
+    return dict(getattr(model, "packed_modules_mapping", {}))
+
+
+def _checkpoint_names(folder: Path) -> set[str]:
+    """The tensor names in the folder's safetensors files (HF parameter names)."""
+    names: set[str] = set()
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as tensors:
+            names.update(tensors.keys())
+    return names
+
+
+def _layer_map(names: set[str], packed: dict[str, list[str]]) -> dict[str, str]:
+    """Map each HF parameter name to the vLLM layer it loads into.
+
+    ``model.layers.0.self_attn.k_proj.weight`` -> ``model.layers.0.self_attn.qkv_proj``;
+    an unfused ``model.norm.weight`` -> ``model.norm``.
+    """
+    fused_of = {part: fused for fused, parts in packed.items() for part in parts}
+    layer_of = {}
+    for name in names:
+        module = name.rpartition(".")[0]
+        parent, _, leaf = module.rpartition(".")
+        layer_of[name] = f"{parent}.{fused_of[leaf]}" if leaf in fused_of else module
+    return layer_of
+
+
+def _check_whole_layers(names: list[str], layer_of: dict[str, str]) -> None:
+    """Raise ``ValueError`` for names the checkpoint lacks or layers that get only some tensors."""
+    if not layer_of:  # no safetensors files (e.g. .bin weights): nothing to check against
+        return
+    pushed = set(names)
+    unknown = sorted(pushed - layer_of.keys() - {"lm_head.weight"})  # tied heads are not saved
+    if unknown:
+        raise ValueError(f"load_weights: the model has no parameters named {unknown[:5]} "
+                         f"({len(unknown)} unknown names)")
+    layers = {layer_of[name] for name in pushed if name in layer_of}
+    missing = sorted(name for name, layer in layer_of.items() if layer in layers and name not in pushed)
+    if missing:
+        raise ValueError(f"load_weights: push whole vLLM layers; missing {missing[:5]} "
+                         f"({len(missing)} tensors of layers that were pushed in part)")

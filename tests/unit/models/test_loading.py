@@ -20,8 +20,7 @@ def test_check_model_dir_accepts_a_model_folder(tiny_model_dir):
     assert check_model_dir(tiny_model_dir) == tiny_model_dir
 
 
-@pytest.mark.parametrize("problem", ["does not exist", "is not a folder",
-                                     "is not an HF model folder (no config.json)"])
+@pytest.mark.parametrize("problem", ["does not exist", "is not a folder", "is not an HF model folder (no config.json)"])
 def test_check_model_dir_names_key_path_and_fix(tmp_path, problem):
     path = tmp_path / "x"
     if problem == "is not a folder":
@@ -64,6 +63,7 @@ def test_torch_dtype_names():
 def test_check_same_tokenizer(tiny_model_dir, tmp_path):
     check_same_tokenizer(tiny_model_dir, build_tiny_model(tmp_path / "same", hidden=32, seed=1))
     other = build_tiny_model(tmp_path / "digits", hidden=32, chars="0123456789")
-    with pytest.raises(UserError, match=f"the tokenizers of {tiny_model_dir} \\(101 tokens\\) "
-                                        f"and {other} \\(14 tokens\\) differ"):
+    with pytest.raises(
+        UserError, match=f"the tokenizers of {tiny_model_dir} \\(101 tokens\\) and {other} \\(14 tokens\\) differ"
+    ):
         check_same_tokenizer(tiny_model_dir, other)

@@ -57,8 +57,11 @@ def test_tokenizer_pads_on_the_left(tokenizer):
 
 
 def test_chat_template_renders_turns_and_generation_prompt(tokenizer):
-    messages = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"},
-                {"role": "user", "content": "2+2?"}]
+    messages = [
+        {"role": "user", "content": "1+1?"},
+        {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "2+2?"},
+    ]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text == "<s>user: 1+1?\nassistant: 2</s>\nuser: 2+2?\nassistant: "
     ids = tokenizer.apply_chat_template(messages[:1], tokenize=True, return_dict=True).input_ids
@@ -102,25 +105,32 @@ def test_build_is_deterministic_and_leaves_caller_rng_alone(tmp_path):
 
 
 def test_shape_arguments_reach_the_config(tmp_path):
-    path = build_tiny_model(tmp_path / "m", hidden=64, layers=3, heads=4, kv_heads=2,
-                            intermediate=96, max_positions=64)
+    path = build_tiny_model(tmp_path / "m", hidden=64, layers=3, heads=4, kv_heads=2, intermediate=96, max_positions=64)
     config = AutoConfig.from_pretrained(path)
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-            config.num_key_value_heads, config.intermediate_size,
-            config.max_position_embeddings) == (64, 3, 4, 2, 96, 64)
+    assert (
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.intermediate_size,
+        config.max_position_embeddings,
+    ) == (64, 3, 4, 2, 96, 64)
     assert AutoTokenizer.from_pretrained(path).model_max_length == 64
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"hidden": 130}, "--hidden 130 is not divisible by --heads 4"),
-    ({"heads": 4, "kv_heads": 3}, "--heads 4 is not divisible by --kv-heads 3"),
-    ({"hidden": 12, "heads": 4}, "--hidden 12 / --heads 4 gives head size 3"),
-    ({"layers": 0}, "--layers 0 must be a positive integer"),
-    ({"max_positions": 2.5}, "--max-positions 2.5 must be a positive integer"),
-    ({"intermediate": True}, "--intermediate True must be a positive integer"),
-    ({"chars": ""}, "--chars is empty"),
-    ({"chars": "abca"}, "--chars repeats 'a'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden": 130}, "--hidden 130 is not divisible by --heads 4"),
+        ({"heads": 4, "kv_heads": 3}, "--heads 4 is not divisible by --kv-heads 3"),
+        ({"hidden": 12, "heads": 4}, "--hidden 12 / --heads 4 gives head size 3"),
+        ({"layers": 0}, "--layers 0 must be a positive integer"),
+        ({"max_positions": 2.5}, "--max-positions 2.5 must be a positive integer"),
+        ({"intermediate": True}, "--intermediate True must be a positive integer"),
+        ({"chars": ""}, "--chars is empty"),
+        ({"chars": "abca"}, "--chars repeats 'a'"),
+    ],
+)
 def test_invalid_arguments_name_the_flag(tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message.replace("+", r"\+")):
         build_tiny_model(tmp_path / "m", **kwargs)
