@@ -119,7 +119,6 @@ class EvalConfig:
     """Samples per prompt for pass@k (at ``temperature``); 0 skips sampling."""
     temperature: float = 1.0
     engine: Literal["hf", "vllm"] = "hf"
-    batch_size: int = 128
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -93,7 +93,7 @@ BAD_OVERRIDES = [
     ("learner.zero_stage=4", ["learner.zero_stage", "expected one of 0, 1, 2, 3"]),
     ("data.train=tasks://nope", ["data.train", "unknown task 'nope'"]),
     ("policy.path=/nonexistent/m", ["policy", "exactly one of 'path'"]),  # the demo already has tiny:
-    ("train.batch_size=100", ["train.batch_size", "not a multiple", "= 64"]),
+    ("train.batch_size=100", ["train.batch_size", "not a multiple", "= 128"]),
 ]
 
 

@@ -1,0 +1,121 @@
+"""Shared helpers: cache folders, interleaved timing, medians with spread, JSON results, rich tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+BENCH_CACHE = CACHE / "bench"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+ENV_DEFAULTS = {
+    "TORCH_EXTENSIONS_DIR": CACHE / "torch_extensions",
+    "VLLM_CACHE_ROOT": CACHE / "vllm",
+    "TORCHINDUCTOR_CACHE_DIR": CACHE / "inductor",
+    "XDG_CACHE_HOME": CACHE / "xdg",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DS_ACCELERATOR": "cpu",
+    "RAY_AUTH_MODE": "disabled",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def setup_env() -> None:
+    """Point caches into ``.cache/`` and switch Hub access off, unless the caller set them already."""
+    for name, value in ENV_DEFAULTS.items():
+        if not os.environ.get(name):
+            os.environ[name] = str(value)
+
+
+def interleave(runners: dict[str, Callable[[], dict[str, float]]], repeats: int,
+               warmup: int = 1) -> dict[str, list[dict[str, float]]]:
+    """Call each runner ``warmup`` times (discarded), then ``repeats`` rounds in order A, B, A, B, ...
+
+    A runner returns a dict of measurements for one repeat (e.g. ``{"seconds": .., "tokens": ..}``).
+    Returns the kept measurements per runner, in round order, so round ``i`` of A and B are neighbours.
+    """
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+    kept: dict[str, list[dict[str, float]]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            kept[name].append(run())
+    return kept
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(wall seconds, result) of one call, on the monotonic performance clock."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min, max and relative spread ((max - min) / median) of repeated measurements."""
+    med = statistics.median(values)
+    return {"median": med, "min": min(values), "max": max(values),
+            "rel_spread": (max(values) - min(values)) / med if med else float("nan"), "n": len(values)}
+
+
+def paired_ratio(num: list[float], den: list[float]) -> dict[str, float]:
+    """Spread of the per-round ratios ``num[i] / den[i]`` (neighbouring runs share the machine's load)."""
+    return spread([a / b for a, b in zip(num, den, strict=True)])
+
+
+def machine() -> dict[str, Any]:
+    """Where and under what load the numbers were taken (other jobs share the cores)."""
+    import torch
+
+    return {"host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "loadavg": list(os.getloadavg()),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """Installed versions of ``packages`` (distribution names)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_result(section: str, data: dict[str, Any], out: Path | None = None) -> Path:
+    """Write ``data`` (plus the load average at the end) as JSON to ``results/<section>.json`` or ``out``."""
+    path = out or RESULTS / f"{section}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {**data, "loadavg_end": list(os.getloadavg())}
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A small rich table; floats are shown with 3 significant digits."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right" if col != columns[0] else "left")
+    for row in rows:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(table)

