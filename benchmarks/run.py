@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, setup_env, write_result
+from benchmarks.common import RESULTS, set_threads, setup_env, write_result
 
 SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step"}
 
@@ -24,14 +25,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke test, < 3 min)")
     parser.add_argument("--section", choices=sorted(SECTIONS), help="run only this section (in this process)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 1),
+                        help="intra-op threads per side (default: $OMP_NUM_THREADS, else 1; 0: one per core)")
     parser.add_argument("--out", type=Path, help="JSON file to write (default: benchmarks/results/<section>.json; "
                         "without --section: one file holding every section)")
     return parser.parse_args(argv)
 
 
-def run_section(name: str, quick: bool, out: Path | None) -> Path:
+def run_section(name: str, quick: bool, out: Path | None, n_threads: int) -> Path:
     """Run one section in this process and write its JSON; returns the file written."""
     setup_env()
+    set_threads(n_threads)
     start = time.perf_counter()
     data = importlib.import_module(SECTIONS[name]).run(quick=quick)
     data["section_wall_s"] = time.perf_counter() - start
@@ -44,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     setup_env()
     if args.section:
-        run_section(args.section, args.quick, args.out)
+        run_section(args.section, args.quick, args.out, args.threads)
         return 0
     failed = []
     for name in SECTIONS:
-        cmd = [sys.executable, "-m", "benchmarks.run", "--section", name] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, "-m", "benchmarks.run", "--section", name, "--threads", str(args.threads)]
+        cmd += ["--quick"] if args.quick else []
         if subprocess.run(cmd).returncode != 0:
             failed.append(name)
     if args.out:

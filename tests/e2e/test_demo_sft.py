@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "tiny" / "demo_sft_arithmetic.yaml"
 STEPS = 600
-MIN_ACCURACY = 0.80
+MIN_ACCURACY = 0.95  # measured 0.997 (300 held-out problems, seed 0, 600 steps); 0.577 at step 300
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,237 @@
+"""The divergence entry type, its registration decorator, the chunked full-vocabulary driver, and the
+numerically careful helpers every family shares.
+
+Conventions (all modules): p is the policy / student (π_θ, q_θ), q the anchor (π_ref, teacher, EMA,
+soup); D(p‖q) is per position; u = p/q, log u = logp − logq; ℓ = log p − log q over the vocabulary.
+An f-divergence is D_f(p‖q) = Σ_v q(v)·f(p(v)/q(v)) = E_{v∼q}[f(u)] with f convex, f(1) = 0
+(Csiszár 1967; Ali & Silvey 1966).
+
+Memory: the full form never keeps a (B, T, V) activation. ``chunked_rowwise`` runs the per-row kernel on
+blocks of at most ``chunk_size`` positions (and at most N/TEMPS_PER_ROW of the N positions, so a block's
+float32 temporaries stay below one (B, T, V) float32 tensor), under no_grad; the backward pass recomputes
+each block and writes its gradient into one preallocated gradient tensor per input (no per-block
+full-size zero fill, unlike autograd through slices or torch.utils.checkpoint).
+Deviations from the papers: none here (see each family module).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from alignrl.ops import upcast
+from alignrl.registry import DIVERGENCES, Registry
+
+DenseFn = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+SampledFn = Callable[[torch.Tensor, Any], "tuple[torch.Tensor, torch.Tensor]"]
+
+KL_ESTIMATORS: Registry = Registry("kl estimator")
+"""Sampled KL(π‖π_ref) estimators: ``est(logp, logp_ref, logp_behavior, p) -> (B, T)`` (see kl.py)."""
+
+TEMPS_PER_ROW = 12
+"""Upper bound on the float32 (rows, V) temporaries one block of any dense kernel holds at once (forward
+or backward recompute; sort indices count twice). Blocks are capped at N // TEMPS_PER_ROW positions."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DivergenceParams:
+    """Knobs every divergence has; each family's Params subclasses this."""
+
+    chunk_size: int = 256
+    """Most positions (rows of V logits) per block in the full and top-k forms; bounds peak memory."""
+    log_ratio_clamp: float = 20.0
+    """Cap on |log u| before exp() in sampled forms (and χ²'s full form): exp(20) ≈ 4.9e8; fp32 overflows
+    at exp(88.7). ``math.inf`` disables it."""
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not self.log_ratio_clamp > 0:
+            raise ValueError(f"log_ratio_clamp must be > 0, got {self.log_ratio_clamp}")
+
+
+class Divergence:
+    """A registered divergence D(p‖q) between a policy p and an anchor q.
+
+    dense(logp, logq, p) -> (...)         D from normalized log-probs over the last dim (the definition)
+    full(logits_p, logits_q, p) -> (...)  D per position from two logits tensors (..., V), chunked
+    sampled(log_u, p) -> (f(u), f′(u))    generator and derivative at u = p/q (f-divergences only);
+                                          ``entry(log_u, p)`` is the same call (STYLE.md's signature)
+    """
+
+    def __init__(self, name: str, dense: DenseFn, sampled: SampledFn | None = None) -> None:
+        self.name = name
+        self.dense = dense
+        self._sampled = sampled
+        self.__doc__ = dense.__doc__
+
+    @property
+    def has_sampled(self) -> bool:
+        return self._sampled is not None
+
+    def full(
+        self, logits_p: torch.Tensor, logits_q: torch.Tensor, p: DivergenceParams, *, temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """D(softmax(z_p/τ) ‖ softmax(z_q/τ)) per position.
+
+        Args: logits_p (..., V) policy logits; logits_q (..., V) anchor logits; any float dtype.
+        Returns: (...) in float32 (bf16/fp16/fp32 inputs) or float64; differentiable in both logits.
+        """
+        if logits_p.shape != logits_q.shape:
+            raise ValueError(f"logits shapes differ: {tuple(logits_p.shape)} vs {tuple(logits_q.shape)}")
+
+        def kernel(zp: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
+            return self.dense(log_softmax_t(zp, temperature), log_softmax_t(zq, temperature), p)
+
+        return chunked_rowwise(kernel, (logits_p, logits_q), p.chunk_size)
+
+    def sampled(self, log_u: torch.Tensor, p: DivergenceParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(u), f′(u)) elementwise from log u = logp − logq. (B, T) -> (B, T), (B, T), fp32 or wider.
+
+        Unbiased for D_f(π‖π_ref) when averaged over y ∼ π_ref; over y ∼ π average f(u)/u instead.
+        """
+        if self._sampled is None:
+            raise NotImplementedError(f"divergence {self.name!r} is not an f-divergence: it has no sampled form")
+        return self._sampled(log_u, p)
+
+    __call__ = sampled
+
+    def __repr__(self) -> str:
+        return f"Divergence({self.name!r}, sampled={self.has_sampled})"
+
+
+def register_divergence(
+    name: str, params: type, *, sampled: SampledFn | None = None,
+) -> Callable[[DenseFn], Divergence]:
+    """Decorate a dense kernel ``fn(logp, logq, p) -> (...)``: wraps it in a Divergence and registers it."""
+
+    def decorator(dense: DenseFn) -> Divergence:
+        entry = Divergence(name, dense, sampled)
+        DIVERGENCES.register(name, params=params)(entry)
+        return entry
+
+    return decorator
+
+
+# ---- numerics -------------------------------------------------------------------------------------------
+
+def log_softmax_t(z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(z/τ) over the last dim in float32 or wider."""
+    z = upcast(z)
+    return torch.log_softmax(z if temperature == 1.0 else z / temperature, dim=-1)
+
+
+def clamp_log_ratio(log_u: torch.Tensor, p: DivergenceParams) -> torch.Tensor:
+    """log u upcast to fp32-or-wider and clamped to ±p.log_ratio_clamp (exp() overflow guard)."""
+    return upcast(log_u).clamp(-p.log_ratio_clamp, p.log_ratio_clamp)
+
+
+def weighted_expm1(logw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """w·(eʸ − 1) with w = exp(logw), finite whenever the true value is (w·eʸ is formed as exp(logw + y)).
+
+    Both branches see clamped arguments, so the unused branch of ``where`` has finite gradients.
+    """
+    pos, neg = y.clamp_min(0.0), y.clamp_max(0.0)
+    big = torch.exp(logw + pos) * -torch.expm1(-pos)  # w·eʸ·(1 − e⁻ʸ), y > 0
+    small = torch.exp(logw) * torch.expm1(neg)  # w·(eʸ − 1), y ≤ 0
+    return torch.where(y > 0, big, small)
+
+
+def expm1_ratio(logw: torch.Tensor, x: torch.Tensor, c: float) -> torch.Tensor:
+    """w·(e^{c·x} − 1)/c, continuous at c = 0 where it equals w·x (the KL limit of α/Tsallis families)."""
+    if c == 0.0:
+        return torch.exp(logw) * x
+    return weighted_expm1(logw, c * x) / c
+
+
+def log_mix(log_a: torch.Tensor, log_b: torch.Tensor, w: float) -> torch.Tensor:
+    """log(w·a + (1 − w)·b) for w ∈ [0, 1], exact at the endpoints."""
+    if w == 1.0:
+        return log_a
+    if w == 0.0:
+        return log_b
+    return torch.logaddexp(log_a + math.log(w), log_b + math.log1p(-w))
+
+
+def expect(logw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """E_{v∼w}[x] = Σ_v w(v)·x(v) over the last dim, w = exp(logw)."""
+    return (torch.exp(logw) * x).sum(-1)
+
+
+# ---- the chunked driver ---------------------------------------------------------------------------------
+
+Block = tuple[int, int, int, int]  # b0, b1, t0, t1 on the (L, T, X) view
+
+
+def _as_3d(t: torch.Tensor) -> torch.Tensor:
+    """(..., T, X) -> (L, T, X), a view whenever the leading dims merge (true for logits[:, :-1])."""
+    if t.dim() == 1:
+        return t.reshape(1, 1, -1)
+    return t.reshape(-1, t.shape[-2], t.shape[-1])
+
+
+def blocks(n_lead: int, n_pos: int, chunk_size: int) -> list[Block]:
+    """Blocks of at most min(chunk_size, N // TEMPS_PER_ROW) positions covering an (L, T) grid."""
+    rows = max(1, min(chunk_size, (n_lead * n_pos) // TEMPS_PER_ROW))
+    bb = min(n_lead, rows)
+    c = max(1, min(n_pos, rows // bb))
+    return [
+        (b0, min(b0 + bb, n_lead), t0, min(t0 + c, n_pos))
+        for b0 in range(0, n_lead, bb) for t0 in range(0, n_pos, c)
+    ]
+
+
+class _Chunked(torch.autograd.Function):
+    """Forward: kernel per block under no_grad. Backward: recompute per block, write into one buffer."""
+
+    @staticmethod
+    def forward(ctx, kernel, block_list, *views):  # type: ignore[override]
+        ctx.kernel, ctx.block_list = kernel, block_list
+        ctx.save_for_backward(*views)
+        out = None
+        for b0, b1, t0, t1 in block_list:
+            y = kernel(*(v[b0:b1, t0:t1] for v in views))
+            if out is None:
+                out = y.new_empty(views[0].shape[:2])
+            out[b0:b1, t0:t1] = y
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        views = ctx.saved_tensors
+        need = ctx.needs_input_grad[2:]
+        grads = [torch.empty(v.shape, dtype=v.dtype, device=v.device) if n else None for v, n in zip(views, need)]
+        for b0, b1, t0, t1 in ctx.block_list:
+            with torch.enable_grad():
+                chunk = [v[b0:b1, t0:t1].detach().requires_grad_(n) for v, n in zip(views, need)]
+                y = ctx.kernel(*chunk)
+                wrt = [c for c, n in zip(chunk, need) if n]
+                got = iter(torch.autograd.grad(y, wrt, grad_out[b0:b1, t0:t1], allow_unused=True))
+            for g_full, n in zip(grads, need):
+                if n:
+                    g = next(got)
+                    g_full[b0:b1, t0:t1] = 0.0 if g is None else g
+        return (None, None, *grads)
+
+
+def chunked_rowwise(
+    kernel: Callable[..., torch.Tensor], tensors: tuple[torch.Tensor, ...], chunk_size: int,
+) -> torch.Tensor:
+    """kernel(*blocks) applied block-wise over the positions of tensors (..., T, X_i) -> (..., T).
+
+    kernel maps blocks (b, t, X_i) to (b, t) and must be row-wise (row r's output depends on row r only).
+    Differentiable once in every float input; the result dtype is the kernel's (fp32 or wider).
+    """
+    lead = tensors[0].shape[:-1]
+    views = [_as_3d(t) for t in tensors]
+    n_lead, n_pos = views[0].shape[:2]
+    for v in views[1:]:
+        if v.shape[:2] != (n_lead, n_pos):
+            raise ValueError(f"leading shapes differ: {tuple(t.shape for t in tensors)}")
+    if n_lead * n_pos == 0:
+        return kernel(*views).reshape(lead)
+    return _Chunked.apply(kernel, blocks(n_lead, n_pos, chunk_size), *views).reshape(lead)
