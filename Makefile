@@ -28,7 +28,7 @@ $(STAMP): requirements.lock Makefile setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -m "not gpu" -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -m "not gpu" -q -p no:cacheprovider --durations=15 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not gpu and not slow and not integration and not e2e" -q tests
@@ -37,7 +37,7 @@ test-gpu: setup
 	$(BIN)/python -m pytest -m gpu -q tests
 
 demo: setup
-	$(BIN)/alignrl run recipes/tiny/demo_sft_arithmetic.yaml
+	$(BIN)/alignrl run recipes/tiny/demo_sft_arithmetic.yaml --overwrite
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

@@ -74,10 +74,11 @@ class LearnerGroup:
         try:
             return ray.get(refs)
         except ray.exceptions.RayActorError as err:
-            dead = [i for i, r in enumerate(refs) if _failed(r)]
+            dead = [i for i, r in enumerate(refs) if _died(r)]
             raise UserError(
-                f"learner worker(s) {dead or '?'} died during {method} ({type(err).__name__}): "
-                "see the Ray worker logs; often out of memory: lower learner.micro_batch_size"
+                f"learner worker(s) {dead or '?'} died during {method} ({type(err).__name__}); the run stops here. "
+                "Check the Ray worker logs (often out of memory: lower learner.micro_batch_size); "
+                "checkpoints written so far are complete"
             ) from None
 
     def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
@@ -103,9 +104,12 @@ class LearnerGroup:
         remove_placement_group(self._pg)
 
 
-def _failed(ref: ray.ObjectRef) -> bool:
+def _died(ref: ray.ObjectRef) -> bool:
+    """True when the actor behind ``ref`` is dead (a pending or merely failing call is not)."""
     try:
-        ray.get(ref, timeout=0)
+        ray.get(ref, timeout=10)
         return False
-    except Exception:
+    except ray.exceptions.RayActorError:
         return True
+    except Exception:
+        return False

@@ -69,3 +69,19 @@ def test_zero3_gathers_full_weights(ray_local, tiny_model_dir):
         assert state[name].shape == tensor.shape, name
     changed = [n for n in reference if not torch.equal(state[n], reference[n])]
     assert len(changed) == len(reference), f"unchanged after a step: {set(reference) - set(changed)}"
+
+
+def test_dead_worker_gives_a_clear_error(ray_local, tiny_model_dir):
+    import ray
+
+    from alignrl.errors import UserError
+
+    settings = LearnerSettings(model_dir=str(tiny_model_dir), world_size=1, batch_size=4, micro_batch_size=4,
+                               total_steps=1, lr=1e-3)
+    group = LearnerGroup(settings, cpus_per_worker=0.5)
+    try:
+        ray.kill(group.workers[0])
+        with pytest.raises(UserError, match=r"learner worker\(s\) \[0\] died during train_step"):
+            group.train_step(_batch(4, seed=0), functools.partial(sft_micro_loss, params=SFTParams()))
+    finally:
+        group.shutdown()
