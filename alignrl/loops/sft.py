@@ -106,7 +106,17 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         group = LearnerGroup(_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker)
         engine = _eval_engine(cfg, model_dir) if data.eval else None
+        def evaluate_now(step: int) -> dict:
+            engine.load_weights(list(group.full_state_dict().items()))
+            result = run_eval(engine, data, cfg) or {}
+            if result:
+                tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
+                            | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
+            return result
+
         try:
+            if engine is not None and cfg.train.eval_every:
+                evaluate_now(0)  # the starting point of the learning curve
             for step in range(1, cfg.train.steps + 1):
                 # 1. update
                 metrics = group.train_step(next(batches), loss_fn)
@@ -116,12 +126,7 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
                 # 2. evaluate on held-out data with the learner's current weights
                 last = step == cfg.train.steps
                 if engine is not None and (last or (cfg.train.eval_every and step % cfg.train.eval_every == 0)):
-                    engine.load_weights(list(group.full_state_dict().items()))
-                    result = run_eval(engine, data, cfg)
-                    if result is not None:
-                        tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
-                                    | {"accuracy": result["metrics"]["accuracy"]})
-                        final = result
+                    final = evaluate_now(step)
                 # 3. checkpoint
                 if last or (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0):
                     _checkpoint(group, model_dir, run_dir, step)
