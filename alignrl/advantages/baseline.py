@@ -40,7 +40,7 @@ def baseline_advantages(x: AdvantageInputs, p: BaselineParams) -> AdvantageOut:
 
     Args: x.rewards (B,), x.mask (B, T), x.token_rewards (B, T) optional, x.group_index (B,) for group_mean.
     Returns: AdvantageOut(adv (B, T), returns=None).
-    Ref: Williams 1992, REINFORCE with baseline (Machine Learning 8, eq. 11 with reinforcement baseline b_ij).
+    Ref: Williams 1992, Machine Learning 8 (REINFORCE: Δw = α·(r − b)·∂ln π/∂w, reinforcement baseline b).
     """
     r = sequence_returns(x)  # (B,)
     if p.baseline == "none":

@@ -6,8 +6,8 @@
 
 ``group_baseline=True`` is REINFORCE++-baseline: the outcome reward first has its prompt group's mean
 subtracted (r ← r − mean_g r), then the same global normalisation.
-Ref: Hu 2025, REINFORCE++, arXiv:2501.03262 §3 (token-level KL penalty, eq. for A_t, global advantage
-normalisation).
+Ref: Hu 2025, REINFORCE++, arXiv:2501.03262 §3 (token-level KL penalty in the reward, A_t as the
+return to go, global batch advantage normalisation; equation numbers to verify).
 Deviations from the paper: the KL penalty is an input (dense ``token_rewards``), computed by the caller
 with ``alignrl.divergences``; whitening uses the population std (as OpenRLHF) unless ``unbiased_std``.
 "Global" means the batch passed in: call it on the whole rollout batch, before any DP split.

@@ -4,7 +4,7 @@
 
 broadcast to every response token of sample i. Optional whitening over the batch (TRL
 ``normalize_advantages``): A ← (A − mean_B A)/(std_B A + eps).
-Refs: Ahmadian et al. 2024, Back to Basics, arXiv:2402.14740 eq. 9 (RLOO estimator); Kool et al. 2019,
+Refs: Ahmadian et al. 2024, Back to Basics, arXiv:2402.14740 §3 (RLOO estimator; eq. number to verify); Kool et al. 2019,
 "Buy 4 REINFORCE Samples, Get a Baseline for Free!" (ICLR workshop).
 Deviations from the papers: a one-sample group has no leave-one-out baseline; its advantage is 0
 (as TRL). Whitening is not in the paper.
@@ -43,7 +43,7 @@ def rloo_advantages(x: AdvantageInputs, p: RLOOParams) -> AdvantageOut:
 
     Args: x.rewards (B,), x.mask (B, T), x.group_index (B,) (required), x.token_rewards (B, T) optional.
     Returns: AdvantageOut(adv (B, T), returns=None).
-    Ref: arXiv:2402.14740 eq. 9.
+    Ref: arXiv:2402.14740 §3 (RLOO).
     """
     group_index = require(x, "group_index", "rloo")
     r = sequence_returns(x)  # (B,)

@@ -2,7 +2,8 @@
 
 D_f(p‖q) = Σ_v q(v)·f(p(v)/q(v)) = E_{v∼q}[f(u)],   f convex, f(1) = 0
 f-DPG trains on the pseudo-reward −f′(π/p*); f-DPO's implicit reward is β·f′(π/π_ref); DPH-RL averages
-f(π/π_0) over offline π_0 samples. Any (f, f′) pair plugs in here without a new file.
+f(π/π_0) over offline π_0 samples. Any (f, f′) pair plugs in here without a new file; the Params hold
+callables, so this entry is for code, not recipes (a recipe names one of the registered families).
 Refs: Csiszár 1967; Ali & Silvey 1966; f-DPG, Go et al. 2023, arXiv:2302.08215; f-DPO arXiv:2309.16240.
 Deviations from the papers: u = exp(log u) with |log u| ≤ log_ratio_clamp in both forms (f is arbitrary,
 so the full form cannot be rewritten stably the way the named families are).
@@ -45,7 +46,7 @@ def f_divergence_sampled(log_u: torch.Tensor, p: FDivergenceParams) -> tuple[tor
 
 @register_divergence("f_divergence", FDivergenceParams, sampled=f_divergence_sampled)
 def f_divergence(logp: torch.Tensor, logq: torch.Tensor, p: FDivergenceParams) -> torch.Tensor:
-    """D_f(p‖q) = Σ_v q(v)·f(p(v)/q(v))   (Csiszár 1967; f-DPG arXiv:2302.08215 eq. for D_f).
+    """D_f(p‖q) = Σ_v q(v)·f(p(v)/q(v))   (Csiszár 1967; f-DPG arXiv:2302.08215).
 
     Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
     Returns: (...); ≥ 0 when f is convex with f(1) = 0.

@@ -2,10 +2,11 @@
 
 reverse_kl: KL(p‖q) = Σ_v p·log(p/q)     f(u) = u·log u     (RLHF penalty; RKL in KD; mode-seeking)
 forward_kl: KL(q‖p) = Σ_v q·log(q/p)     f(u) = −log u      (FKL in KD, teacher first; mass-covering)
+jeffreys:   KL(p‖q) + KL(q‖p)            f(u) = (u−1)·log u (symmetric KL; D²O)
 kl_k1/k2/k3 on y ∼ π with ℓ = log π(y) − log π_ref(y), r = π_ref(y)/π(y) = e^{−ℓ}:
   k1 = −log r = ℓ,   k2 = ½·(log r)²,   k3 = (r − 1) − log r
 kl_importance_weighted: (π(y)/μ(y))·k3 on y ∼ μ (an older or behaviour policy).
-Refs: Kullback & Leibler 1951; f-DPO Table 1 (Wang et al. 2023, arXiv:2309.16240); J. Schulman,
+Refs: Kullback & Leibler 1951; Jeffreys 1946 (Proc. R. Soc. A 186:453); f-DPO Table 1 (Wang et al. 2023, arXiv:2309.16240); J. Schulman,
 "Approximating KL Divergence" (joschu.net/blog/kl-approx.html, 2020); DeepSeek-V3.2 "Unbiased KL
 Estimate" (DeepSeek-AI 2025, arXiv:2512.02556, verify); gradient facts: Tang & Munos 2025, "On a few
 pitfalls in KL divergence gradient estimation for RL" (arXiv:2506.09477, verify).
@@ -58,6 +59,21 @@ def forward_kl_sampled(log_u: torch.Tensor, p: ForwardKLParams) -> tuple[torch.T
     return -log_u, -torch.exp(-log_u)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JeffreysParams(DivergenceParams):
+    """Jeffreys has no knobs beyond the shared ones."""
+
+
+def jeffreys_sampled(log_u: torch.Tensor, p: JeffreysParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """f(u) = (u − 1)·log u,  f′(u) = log u + 1 − 1/u   (sum of the two KL generators).
+
+    Args: log_u (B, T) = logp − logp_ref. Returns: f, f′ (B, T), fp32 or wider.
+    E_{y∼π_ref}[f(u)] = KL(π‖π_ref) + KL(π_ref‖π); on y ∼ π average f(u)/u.
+    """
+    log_u = clamp_log_ratio(log_u, p)
+    return torch.expm1(log_u) * log_u, log_u - torch.expm1(-log_u)
+
+
 @register_divergence("reverse_kl", ReverseKLParams, sampled=reverse_kl_sampled)
 def reverse_kl(logp: torch.Tensor, logq: torch.Tensor, p: ReverseKLParams) -> torch.Tensor:
     """KL(p‖q) = Σ_v p(v)·(log p(v) − log q(v)): the RLHF penalty KL(π_θ‖π_ref); RKL in KD (MiniLLM).
@@ -76,6 +92,16 @@ def forward_kl(logp: torch.Tensor, logq: torch.Tensor, p: ForwardKLParams) -> to
     Returns: (...) ≥ 0. Ref: Hinton et al. 2015, arXiv:1503.02531; GKD arXiv:2306.13649 §3.
     """
     return kl(logq, logp)
+
+
+@register_divergence("jeffreys", JeffreysParams, sampled=jeffreys_sampled)
+def jeffreys(logp: torch.Tensor, logq: torch.Tensor, p: JeffreysParams) -> torch.Tensor:
+    """J(p, q) = KL(p‖q) + KL(q‖p) = Σ_v (p(v) − q(v))·(log p(v) − log q(v))   (Jeffreys 1946; D²O's symmetric KL).
+
+    Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
+    Returns: (...) ≥ 0, symmetric.
+    """
+    return ((logp.exp() - logq.exp()) * (logp - logq)).sum(-1)
 
 
 # ---- sampled KL(π‖π_ref) estimators: est(logp, logp_ref, logp_behavior, p) -> (B, T) ---------------------

@@ -5,3 +5,14 @@ from alignrl.objectives import sft  # noqa: F401
 from alignrl.objectives import ppo  # noqa: F401  (POLICY_LOSSES; value.py, entropy.py, tis.py are unregistered helpers)
 from alignrl.objectives import gspo  # noqa: F401
 from alignrl.objectives import reinforce  # noqa: F401
+from alignrl.objectives import dpo  # noqa: F401  (PREFERENCE_LOSSES dpo, cdpo, robust_dpo; preference_base.py is shared)
+from alignrl.objectives import ipo  # noqa: F401
+from alignrl.objectives import hinge  # noqa: F401
+from alignrl.objectives import f_dpo  # noqa: F401
+from alignrl.objectives import h_dpo  # noqa: F401
+from alignrl.objectives import tdpo  # noqa: F401  (tdpo1, tdpo2)
+from alignrl.objectives import simpo  # noqa: F401
+from alignrl.objectives import inpo  # noqa: F401
+from alignrl.objectives import d2o  # noqa: F401
+from alignrl.objectives import copg  # noqa: F401
+from alignrl.objectives import dpkd  # noqa: F401

@@ -8,8 +8,8 @@
 With A constant over a sequence (GRPO/RLOO advantages) GSPO-token equals GSPO in value and gradient, for
 every ``loss_agg``; with token-level A it is the paper's GSPO-token. The default ``seq_mean_token_mean``
 is the paper's (1/G) Σ_i.
-Ref: Zheng et al. 2025, Group Sequence Policy Optimization, arXiv:2507.18071 §4.1 (GSPO objective and
-s_i) and §4.3 (GSPO-token); clip ranges 3e-4 / 4e-4 from §5.1.
+Ref: Zheng et al. 2025, Group Sequence Policy Optimization, arXiv:2507.18071 §4 (GSPO objective with
+s_i, and the GSPO-token variant; equation numbers to verify); clip ranges 3e-4 / 4e-4 from §5.1.
 Deviations from the paper: the mean log-ratio is clamped at ±``log_ratio_clamp`` (numerical guard).
 """
 
@@ -60,7 +60,7 @@ def gspo_loss(
         mask (B, T) bool; weights (B, T) optional constants; global_denominator for ``global_token_mean``.
     Returns: LossOut(loss, {approx_kl (token level), seq_ratio_mean/min/max, clipfrac, clipfrac_low,
         clipfrac_high, dual_clipfrac (token-weighted)}).
-    Ref: arXiv:2507.18071 §4.1, §4.3.
+    Ref: arXiv:2507.18071 §4 (GSPO, GSPO-token).
     """
     m = mask.bool()
     adv = torch.where(m, adv, torch.zeros_like(adv))

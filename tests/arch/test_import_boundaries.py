@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["alignrl.types", "alignrl.registry", "alignrl.ops", "alignrl.objectives", "alignrl.merging", "alignrl.anchors"]
+PURE = ["alignrl.types", "alignrl.registry", "alignrl.ops", "alignrl.objectives", "alignrl.advantages", "alignrl.merging", "alignrl.anchors", "alignrl.divergences"]
 BLOCKED = ["ray", "deepspeed", "vllm", "transformers", "datasets", "yaml"]
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from alignrl.advantages.base import AdvantageInputs
+from alignrl.advantages.base import AdvantageInputs, dense_rewards
 from alignrl.advantages.gae import GAEParams, gae_advantages
 from alignrl.registry import ADVANTAGES
 
@@ -64,8 +64,6 @@ def test_matches_explicit_loop_with_random_masks_and_token_rewards():
         rewards=torch.randn(B, dtype=F64), mask=mask,
         token_rewards=torch.randn(B, T, dtype=F64) * 0.1, values=torch.randn(B, T, dtype=F64),
     )
-    from alignrl.advantages.base import dense_rewards
-
     for gamma, lam in [(1.0, 0.95), (0.9, 0.3), (0.99, 1.0), (1.0, 0.0)]:
         out = gae_advantages(x, GAEParams(gamma=gamma, lam=lam, whiten=False))
         ref = _loop_reference(dense_rewards(x), x.values, mask, gamma, lam)

@@ -88,3 +88,14 @@ def test_at_ratio_one_loss_is_minus_advantage():
     _, logp_old, adv, adv_seq, mask = _random(3)
     out = gspo_loss(logp_old.clone().requires_grad_(), logp_old, adv, mask, GSPOParams())
     torch.testing.assert_close(out.loss, -adv_seq.mean(), rtol=0, atol=1e-15)
+
+
+def test_garbage_under_mask_is_ignored():
+    logp, logp_old, adv, _, mask = _random(4)
+    clean = gspo_loss(logp, logp_old, adv, mask, GSPOParams()).loss
+    bad_logp = logp.detach().masked_fill(~mask, float("inf")).requires_grad_()
+    dirty = gspo_loss(bad_logp, logp_old.masked_fill(~mask, float("-inf")), adv.masked_fill(~mask, float("nan")),
+                      mask, GSPOParams())
+    torch.testing.assert_close(dirty.loss, clean, rtol=0, atol=0)
+    dirty.loss.backward()
+    assert torch.isfinite(bad_logp.grad).all() and (bad_logp.grad[~mask] == 0).all()
