@@ -16,3 +16,7 @@ from alignrl.objectives import inpo  # noqa: F401
 from alignrl.objectives import d2o  # noqa: F401
 from alignrl.objectives import copg  # noqa: F401
 from alignrl.objectives import dpkd  # noqa: F401
+from alignrl.objectives import kd  # noqa: F401  (fkl, rkl, jsd, tvd, skew_kl, skew_rkl, akl; distill_base.py is shared)
+from alignrl.objectives import taid  # noqa: F401  (TAIDSchedule is the loop-side adaptive t)
+from alignrl.objectives import distillm2  # noqa: F401
+from alignrl.objectives import gkd  # noqa: F401
