@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,12 +64,13 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
-def interleave(runners: dict[str, Callable[[], dict[str, float]]], repeats: int,
-               warmup: int = 1) -> dict[str, list[dict[str, float]]]:
+def interleave(runners: dict[str, Callable[[], dict[str, float]]], repeats: int, warmup: int = 1,
+               label: str = "") -> dict[str, list[dict[str, float]]]:
     """Call each runner ``warmup`` times (discarded), then ``repeats`` rounds in order A, B, A, B, ...
 
     A runner returns a dict of measurements for one repeat (e.g. ``{"seconds": .., "tokens": ..}``).
     Returns the kept measurements per runner, in round order, so round ``i`` of A and B are neighbours.
+    With a ``label``, each kept measurement is printed to stderr as it comes (slow runs show progress).
     """
     for _ in range(warmup):
         for run in runners.values():
@@ -77,6 +79,9 @@ def interleave(runners: dict[str, Callable[[], dict[str, float]]], repeats: int,
     for _ in range(repeats):
         for name, run in runners.items():
             kept[name].append(run())
+            if label:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in kept[name][-1].items())
+                print(f"{label} round {len(kept[name])}/{repeats} {name}: {shown}", file=sys.stderr, flush=True)
     return kept
 
 
@@ -132,13 +137,21 @@ def write_result(section: str, data: dict[str, Any], out: Path | None = None) ->
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """A small rich table; floats are shown with 3 significant digits."""
+    """A small rich table; floats are shown with 3 significant digits (whole numbers from 100 up)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     for col in columns:
-        table.add_column(col, justify="right" if col != columns[0] else "left")
+        table.add_column(col, justify="right" if col != columns[0] else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
-    Console().print(table)
+        table.add_row(*(_fmt(v) for v in row))
+    console = Console()
+    console.width = max(console.width, 120)  # piped output defaults to 80 columns
+    console.print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+    return str(v)

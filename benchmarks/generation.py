@@ -126,7 +126,7 @@ def _bench_model(name: str, model_dir: Path, s: GenSettings) -> list[dict[str, A
                 return _measure(sec, last["hf"])
 
             load = machine()["loadavg"]
-            runs = interleave({"vllm": run_vllm, "hf": run_hf}, repeats, warmup=0)
+            runs = interleave({"vllm": run_vllm, "hf": run_hf}, repeats, warmup=0, label=f"{name} {mode}")
             v, h = ([r["tok_s"] for r in runs[k]] for k in ("vllm", "hf"))
             vs, hs = ([r["seconds"] for r in runs[k]] for k in ("vllm", "hf"))
             results.append({

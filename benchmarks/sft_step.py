@@ -11,6 +11,7 @@ optimizer and scheduler step and each trainer's own per-step bookkeeping are all
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +44,7 @@ class SFTSettings:
     seed: int = 0
     warmup_steps: int = 5
     block_steps: int = 21               # 20 measured intervals per block
-    blocks: int = 7
+    blocks: int = 9
     zero_stage: int = 0
 
 
@@ -218,8 +219,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         ours_s.append(_per_step(our_block(s.block_steps)))
         pacer.release()
         trl_s.append(_per_step(pacer.wait_block()))
+        print(f"sft_step block {len(ours_s)}/{s.blocks}: ours {ours_s[-1]:.4f} s/step, TRL {trl_s[-1]:.4f} s/step",
+              file=sys.stderr, flush=True)
     pacer.release()
     thread.join(WAIT_S)
+    if pacer.error is not None:
+        raise RuntimeError(f"TRL SFTTrainer failed after the last block: {pacer.error!r}") from pacer.error
 
     check = next(_batches(ours, s.batch_size, tokenizer.pad_token_id, seed=12345))
     trl_model = trainer.model.eval()
@@ -238,7 +243,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     print_table(
         f"sft_step: batch {s.batch_size}, {s.blocks} interleaved blocks of {s.block_steps} steps",
         ["side", "s/step median", "min", "max", "ours/TRL", "ratio min-max"],
-        [["alignrl DeepSpeed", result["ours_s_per_step"]["median"], result["ours_s_per_step"]["min"],
+        [["alignrl (DeepSpeed)", result["ours_s_per_step"]["median"], result["ours_s_per_step"]["min"],
           result["ours_s_per_step"]["max"], r["median"], f"{r['min']:.2f}-{r['max']:.2f}"],
          ["TRL SFTTrainer", result["trl_s_per_step"]["median"], result["trl_s_per_step"]["min"],
           result["trl_s_per_step"]["max"], "", ""]],
