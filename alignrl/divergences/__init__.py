@@ -19,6 +19,9 @@ Uniform API of every ``DIVERGENCES`` entry (``d = DIVERGENCES.get(name)``, ``P =
 
 Registered: reverse_kl, forward_kl, jeffreys, js, generalized_jsd, alpha, tv, chi2, hellinger, tsallis, skew_kl,
 skew_reverse_kl, akl (no sampled form), f_divergence (user f, f′).
+Zero-probability entries (−inf logits in both models: padded vocabulary, constrained decoding) add exactly 0
+with zero gradient in every full and top-k form, i.e. each equals its value on the vocabulary without them;
+where only the anchor is 0 the definitions' +inf is kept (base.py docstring; each family states its case).
 
 Sampled KL(π‖π_ref) estimators live in a second registry, ``KL_ESTIMATORS`` (uniform signature
 ``est(logp, logp_ref, logp_behavior, p: KLEstimatorParams) -> (B, T)``, logp_behavior None for samples

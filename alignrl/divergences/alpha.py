@@ -66,6 +66,7 @@ def alpha(logp: torch.Tensor, logq: torch.Tensor, p: AlphaParams) -> torch.Tenso
     """D_α(p‖q) = (1 − Σ_v p(v)^α·q(v)^{1−α}) / (α·(1−α))   (Cichocki & Amari 2010, Entropy 12:1532).
 
     Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
-    Returns: (...) ≥ 0; α = 1 → KL(p‖q), α = 0 → KL(q‖p) exactly.
+    Returns: (...) ≥ 0; α = 1 → KL(p‖q), α = 0 → KL(q‖p) exactly. Entries with p = q = 0 add 0; one with
+    q = 0 < p makes it +inf for α ≥ 1 (p = 0 < q: for α ≤ 0) and adds its finite limit otherwise.
     """
     return alpha_dense(logp, logq, p.alpha)

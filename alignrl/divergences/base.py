@@ -12,6 +12,18 @@ float32 temporaries stay below one (B, T, V) float32 tensor), under no_grad; the
 each block and writes its gradient into one preallocated gradient tensor per input (no per-block
 full-size zero fill, unlike autograd through slices or torch.utils.checkpoint). Peak beyond the inputs:
 that gradient buffer (input dtype; autograd adds it into .grad) plus one block's temporaries.
+Zero-probability entries (−inf log-probs: padded vocabulary, constrained decoding, masked logits):
+a term weighted by a probability that is exactly 0 contributes exactly 0, with a finite (zero) gradient,
+whatever it multiplies (0·log 0 = 0·log(0/0) = 0·log(0/q) = 0): ``weighted``/``expect`` for
+Σ w·x and ``weighted_expm1``/``expm1_ratio`` for Σ w·(e^{c·x} − 1)/c, and ``log_mix`` gives log 0 with a
+zero gradient when both parts are 0. An entry where both distributions are 0 therefore contributes
+nothing, to the value or the gradient: every registered divergence equals its value on the vocabulary
+with that entry removed. Where the anchor is 0 and the other distribution is not, a divergence that is
++inf by definition (KL(p‖q) with q = 0 < p, and the like) stays +inf, also when the nonzero probability
+underflows to 0 in the working precision (a finite log-prob below ≈ −104 in fp32): mask both models'
+logits with −inf, not one with a finite floor. Such a +inf term is a constant (no gradient; gradients
+stay finite, see ``weighted``): it shows in the value only. Each family module states its own q = 0
+behaviour.
 Deviations from the papers: none here (see each family module).
 """
 
@@ -34,8 +46,9 @@ KL_ESTIMATORS: Registry = Registry("kl estimator")
 
 TEMPS_PER_ROW = 16
 """Upper bound on the float32 (rows, V) temporaries one block holds at once, forward or backward recompute
-(measured on CPU with mmap-backed allocations, B·T = 2048, V = 8192: forward 5 (reverse_kl) to 10 (alpha,
-chi2); forward + backward 5 to 15). Blocks are capped at N // TEMPS_PER_ROW positions."""
+(measured on CPU with mmap-backed allocations, B·T = 2048, V = 8192: forward 5 (tv, hellinger) to 10.5
+(alpha, tsallis, chi2); forward + backward 5 to 15.8 (chi2), the zero-probability masks included).
+Blocks are capped at N // TEMPS_PER_ROW positions."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -131,36 +144,94 @@ def clamp_log_ratio(log_u: torch.Tensor, p: DivergenceParams) -> torch.Tensor:
     return upcast(log_u).clamp(-p.log_ratio_clamp, p.log_ratio_clamp)
 
 
+def weighted_expm1_(logw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``weighted_expm1`` that overwrites y (pass a temporary nothing else reads): one buffer fewer."""
+    absent = torch.isneginf(logw)
+    y.masked_fill_(absent, 0.0)  # w = 0: both branches give 0·(e⁰ − 1) = 0
+    infinite = torch.isposinf(y)  # w > 0 here: the term is +inf
+    y.masked_fill_(infinite, 0.0)
+    pos, neg = y.clamp_min(0.0), y.clamp_max(0.0)
+    big = torch.exp(logw + pos) * -torch.expm1(-pos)  # w·eʸ·(1 − e⁻ʸ), y > 0
+    small = torch.exp(logw) * torch.expm1(neg)  # w·(eʸ − 1), y ≤ 0 (−w at y = −inf, finite gradient)
+    return torch.where(y > 0, big, small).masked_fill_(infinite, math.inf)  # where's backward keeps no output
+
+
 def weighted_expm1(logw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """w·(eʸ − 1) with w = exp(logw), finite whenever the true value is (w·eʸ is formed as exp(logw + y)).
 
-    Both branches see clamped arguments, so the unused branch of ``where`` has finite gradients.
+    Exactly 0, with zero gradient, where w = 0 (logw = −inf), whatever y is there (NaN from −inf − (−inf)
+    or ±inf included): the families using it (α, Tsallis, χ²) weight by a probability whose zero kills
+    the term; see each module for the q = 0 < p case. A w > 0 that underflows keeps the exact
+    exp(logw + y); w > 0 with y = −inf gives −w, and with y = +inf the constant +inf (zero gradient, as
+    ``weighted``). Both branches see clamped, finite arguments, so the unused branch of ``where`` has
+    finite gradients.
     """
-    pos, neg = y.clamp_min(0.0), y.clamp_max(0.0)
-    big = torch.exp(logw + pos) * -torch.expm1(-pos)  # w·eʸ·(1 − e⁻ʸ), y > 0
-    small = torch.exp(logw) * torch.expm1(neg)  # w·(eʸ − 1), y ≤ 0
-    return torch.where(y > 0, big, small)
+    return weighted_expm1_(logw, y.clone())
 
 
 def expm1_ratio(logw: torch.Tensor, x: torch.Tensor, c: float) -> torch.Tensor:
-    """w·(e^{c·x} − 1)/c, continuous at c = 0 where it equals w·x (the KL limit of α/Tsallis families)."""
+    """w·(e^{c·x} − 1)/c, continuous at c = 0 where it equals w·x (the KL limit of α/Tsallis families).
+
+    0 where w = 0, as ``weighted_expm1`` and ``weighted``.
+    """
     if c == 0.0:
-        return torch.exp(logw) * x
-    return weighted_expm1(logw, c * x) / c
+        return weighted(logw, x)
+    return weighted_expm1_(logw, c * x) / c  # c·x is a fresh temporary
 
 
 def log_mix(log_a: torch.Tensor, log_b: torch.Tensor, w: float) -> torch.Tensor:
-    """log(w·a + (1 − w)·b) for w ∈ [0, 1], exact at the endpoints."""
+    """log(w·a + (1 − w)·b) for w ∈ [0, 1], exact at the endpoints.
+
+    −inf with zero gradient where a = b = 0 (logaddexp's own gradient there is 0/0 = NaN).
+    """
     if w == 1.0:
         return log_a
     if w == 0.0:
         return log_b
-    return torch.logaddexp(log_a + math.log(w), log_b + math.log1p(-w))
+    both = torch.isneginf(log_a) & torch.isneginf(log_b)
+    a = (log_a + math.log(w)).masked_fill_(both, 0.0)  # in place: add's backward keeps no tensor
+    b = (log_b + math.log1p(-w)).masked_fill_(both, 0.0)
+    return torch.logaddexp(a, b).masked_fill_(both, -math.inf)  # logaddexp's backward keeps inputs only
+
+
+def log_ratio(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """log a − log b elementwise, 0 (ratio 1) where a = b = 0: the entry carries no mass in either
+    distribution, so any weight multiplying it is 0 and the gradient through it is 0, not NaN."""
+    return (log_a - log_b).masked_fill_(torch.isneginf(log_a) & torch.isneginf(log_b), 0.0)
+
+
+def weighted(logw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """w(v)·x(v) elementwise, w = exp(logw), with the convention 0·x = 0 where w = 0 exactly (logw = −inf).
+
+    There the term is 0 and its gradient 0 (finite) whatever x is: NaN from −inf − (−inf), or ±inf.
+    Where w > 0 and x = ±inf (e.g. x = log w − log q with q = 0) the term is the constant ±inf, also when
+    w underflows to 0 in the working precision (0·inf would be NaN), and adds no gradient: w·∞ is never
+    formed, so gradients stay finite and a zero upstream gradient (a masked position, a zero mixture
+    weight) stays exactly 0. An infinite divergence shows in its value, not in its gradient.
+    """
+    x = x.masked_fill(torch.isneginf(logw), 0.0)
+    pinf, ninf = torch.isposinf(x), torch.isneginf(x)
+    x.masked_fill_(pinf | ninf, 0.0)  # the fresh copy, before anything keeps it for backward
+    return (torch.exp(logw) * x).masked_fill_(pinf, math.inf).masked_fill_(ninf, -math.inf)
 
 
 def expect(logw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """E_{v∼w}[x] = Σ_v w(v)·x(v) over the last dim, w = exp(logw)."""
-    return (torch.exp(logw) * x).sum(-1)
+    """E_{v∼w}[x] = Σ_v w(v)·x(v) over the last dim, w = exp(logw); terms with w = 0 are exactly 0 (``weighted``)."""
+    return weighted(logw, x).sum(-1)
+
+
+def kl_div(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """KL(a‖b) = Σ_v a(v)·(log a(v) − log b(v)) over the last dim, from normalized log-probs.
+
+    Entries with a = 0 add exactly 0 with a zero gradient (b = 0 there too, or not); an entry with
+    b = 0 < a makes it +inf, as by definition (constant, no gradient: see ``weighted``). Same value as
+    ``expect(log_a, log_a − log_b)`` with the masking done in place on the difference (one buffer fewer).
+    """
+    x = log_a - log_b  # our own temporary: sub's backward keeps no tensor, so in-place edits are safe
+    x.masked_fill_(torch.isneginf(log_a), 0.0)
+    infinite = torch.isposinf(x)  # a > 0 = b (x is never −inf where a > 0)
+    x.masked_fill_(infinite, 0.0)
+    return (torch.exp(log_a) * x).masked_fill_(infinite, math.inf).sum(-1)
 
 
 # ---- the chunked driver ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from alignrl.divergences.base import DivergenceParams, clamp_log_ratio, register_divergence
+from alignrl.divergences.base import DivergenceParams, clamp_log_ratio, log_ratio, register_divergence
 
 Generator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -49,7 +49,9 @@ def f_divergence(logp: torch.Tensor, logq: torch.Tensor, p: FDivergenceParams) -
     """D_f(p‖q) = Σ_v q(v)·f(p(v)/q(v))   (Csiszár 1967; f-DPG arXiv:2302.08215).
 
     Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
-    Returns: (...); ≥ 0 when f is convex with f(1) = 0.
+    Returns: (...); ≥ 0 when f is convex with f(1) = 0. Entries with p = q = 0 add 0 (u taken as 1 there);
+    with q = 0 < p the term is q·f(e^{log_ratio_clamp}) = 0 under a finite clamp, and 0·f(∞) (NaN for an f
+    that grows without bound) with log_ratio_clamp = inf: the exact p·lim_{u→∞} f(u)/u is not computed.
     """
-    u = (logp - logq).clamp(-p.log_ratio_clamp, p.log_ratio_clamp).exp()
+    u = log_ratio(logp, logq).clamp(-p.log_ratio_clamp, p.log_ratio_clamp).exp()
     return (logq.exp() * p.f(u)).sum(-1)

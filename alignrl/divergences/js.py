@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from alignrl.divergences.base import DivergenceParams, clamp_log_ratio, expect, log_mix, register_divergence
+from alignrl.divergences.base import DivergenceParams, clamp_log_ratio, kl_div, log_mix, register_divergence
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,7 +42,7 @@ class GeneralizedJSDParams(DivergenceParams):
 def jsd_beta(logp: torch.Tensor, logq: torch.Tensor, beta: float) -> torch.Tensor:
     """β·KL(q‖M) + (1−β)·KL(p‖M), M = β·q + (1−β)·p, over the last dim of normalized log-probs."""
     log_m = log_mix(logq, logp, beta)
-    return beta * expect(logq, logq - log_m) + (1.0 - beta) * expect(logp, logp - log_m)
+    return beta * kl_div(logq, log_m) + (1.0 - beta) * kl_div(logp, log_m)
 
 
 def jsd_beta_generator(log_u: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,17 +16,29 @@ estimators only; the full forms are exact).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from alignrl.divergences.base import KL_ESTIMATORS, DivergenceParams, clamp_log_ratio, expect, register_divergence
+from alignrl.divergences.base import (
+    KL_ESTIMATORS,
+    DivergenceParams,
+    clamp_log_ratio,
+    kl_div,
+    log_ratio,
+    register_divergence,
+)
 from alignrl.ops import upcast
 
 
 def kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-    """KL(a‖b) = Σ_v a(v)·(log a(v) − log b(v)) over the last dim, from normalized log-probs."""
-    return expect(log_a, log_a - log_b)
+    """KL(a‖b) = Σ_v a(v)·(log a(v) − log b(v)) over the last dim, from normalized log-probs.
+
+    Entries with a = 0 add exactly 0 with a finite gradient (b = 0 there too or not); an entry with
+    b = 0 < a makes it +inf, as by definition (base.kl_div).
+    """
+    return kl_div(log_a, log_b)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,7 +91,8 @@ def reverse_kl(logp: torch.Tensor, logq: torch.Tensor, p: ReverseKLParams) -> to
     """KL(p‖q) = Σ_v p(v)·(log p(v) − log q(v)): the RLHF penalty KL(π_θ‖π_ref); RKL in KD (MiniLLM).
 
     Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
-    Returns: (...) ≥ 0. Ref: Kullback & Leibler 1951; MiniLLM (reverse KLD for KD) arXiv:2306.08543.
+    Returns: (...) ≥ 0; entries with p = 0 add 0, and one with q = 0 < p makes it +inf.
+    Ref: Kullback & Leibler 1951; MiniLLM (reverse KLD for KD) arXiv:2306.08543.
     """
     return kl(logp, logq)
 
@@ -89,7 +102,8 @@ def forward_kl(logp: torch.Tensor, logq: torch.Tensor, p: ForwardKLParams) -> to
     """KL(q‖p) = Σ_v q(v)·(log q(v) − log p(v)): FKL in KD (teacher q first; the word-level KD loss).
 
     Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
-    Returns: (...) ≥ 0. Ref: Hinton et al. 2015, arXiv:1503.02531; GKD arXiv:2306.13649 §3.
+    Returns: (...) ≥ 0; entries with q = 0 add 0, and one with p = 0 < q makes it +inf.
+    Ref: Hinton et al. 2015, arXiv:1503.02531; GKD arXiv:2306.13649 §3.
     """
     return kl(logq, logp)
 
@@ -99,9 +113,13 @@ def jeffreys(logp: torch.Tensor, logq: torch.Tensor, p: JeffreysParams) -> torch
     """J(p, q) = KL(p‖q) + KL(q‖p) = Σ_v (p(v) − q(v))·(log p(v) − log q(v))   (Jeffreys 1946; D²O's symmetric KL).
 
     Args: logp, logq (..., V) normalized log-probs of the policy p and the anchor q.
-    Returns: (...) ≥ 0, symmetric.
+    Returns: (...) ≥ 0, symmetric. Entries where p = q = 0 add 0 (finite gradient); one where exactly one
+    of them is 0 makes it +inf (also when the other underflows to 0 in the working precision).
     """
-    return ((logp.exp() - logq.exp()) * (logp - logq)).sum(-1)
+    ell = log_ratio(logp, logq)  # our own temporary: edited in place
+    infinite = torch.isinf(ell)  # exactly one of p, q is 0: the term is the constant +inf (never 0·inf)
+    ell.masked_fill_(infinite, 0.0)
+    return ((logp.exp() - logq.exp()) * ell).masked_fill_(infinite, math.inf).sum(-1)
 
 
 # ---- sampled KL(π‖π_ref) estimators: est(logp, logp_ref, logp_behavior, p) -> (B, T) ---------------------

@@ -45,6 +45,7 @@ def tsallis(logp: torch.Tensor, logq: torch.Tensor, p: TsallisParams) -> torch.T
     """D_q(p‖r) = (Σ_v p(v)^q·r(v)^{1−q} − 1)/(q − 1)   (Tsallis 1998; MVI(q) arXiv:2301.11476).
 
     Args: logp (..., V) policy log-probs; logq (..., V) anchor log-probs (r above).
-    Returns: (...) ≥ 0; q = 1 → KL(p‖r) exactly.
+    Returns: (...) ≥ 0; q = 1 → KL(p‖r) exactly. Entries with p = r = 0 add 0; one with r = 0 < p makes
+    it +inf for q ≥ 1 and adds p/(1 − q) for q < 1.
     """
     return expm1_ratio(logp, logp - logq, p.q - 1.0).sum(-1)
