@@ -31,3 +31,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from alignrl.models.tiny import build_tiny_model  # imports transformers: only when used
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def isolated_registries():
+    """Snapshot every registry and restore it after the test, so a test may register throwaway entries."""
+    from alignrl.registry import ALL_REGISTRIES
+
+    snapshots = [(reg, reg.snapshot()) for reg in ALL_REGISTRIES]
+    yield
+    for reg, snap in snapshots:
+        reg.restore(snap)

@@ -37,3 +37,13 @@ def test_duplicate_registration_raises():
         reg.register("a")(lambda: None)
     with pytest.raises(KeyError, match="Did you mean 'a'"):
         reg.get("aa")
+
+
+def test_registration_in_a_test_does_not_leak(isolated_registries):
+    from alignrl.registry import MERGES
+
+    before = MERGES.names()
+    MERGES.register("throwaway_for_test")(lambda tensors, base, p: tensors[0])
+    assert "throwaway_for_test" in MERGES
+    MERGES.restore({n: MERGES.entry(n) for n in before})
+    assert MERGES.names() == before
