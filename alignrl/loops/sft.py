@@ -70,16 +70,20 @@ def _settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
     )
 
 
-def _checkpoint(group: LearnerGroup, model_dir: Path, run_dir: Path, step: int) -> Path:
+def _checkpoint(group: LearnerGroup, state: dict, model_dir: Path, run_dir: Path, step: int) -> Path:
     """``checkpoints/step_N/{hf,deepspeed}`` written under a temp name and renamed when complete."""
     from alignrl.io import atomic_dir
 
     final = run_dir / "checkpoints" / f"step_{step:06d}"
     with atomic_dir(final, overwrite=True) as tmp:
         group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
-        save_hf_folder(group.full_state_dict(), model_dir, tmp / "hf")
+        save_hf_folder(state, model_dir, tmp / "hf")
         write_json(tmp / "trainer_state.json", {"step": step})
     return final
+
+
+def _every(step: int, period: int) -> bool:
+    return bool(period) and step % period == 0
 
 
 def _eval_engine(cfg: RunConfig, model_dir: Path):
@@ -90,8 +94,8 @@ def _eval_engine(cfg: RunConfig, model_dir: Path):
 
 def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
     """Run an SFT recipe end to end; returns the final eval metrics (empty without verifiable eval data)."""
+    from alignrl.export import export_run
     from alignrl.models.loading import load_tokenizer
-
 
     seed_everything(cfg.seed)
     data = load_run_data(cfg)  # bad data fails here, before the run folder exists
@@ -106,8 +110,9 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         group = LearnerGroup(_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker)
         engine = _eval_engine(cfg, model_dir) if data.eval else None
-        def evaluate_now(step: int) -> dict:
-            engine.load_weights(list(group.full_state_dict().items()))
+
+        def evaluate_now(step: int, state: dict) -> dict:
+            engine.load_weights(list(state.items()))
             result = run_eval(engine, data, cfg) or {}
             if result:
                 tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
@@ -116,23 +121,26 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
 
         try:
             if engine is not None and cfg.train.eval_every:
-                evaluate_now(0)  # the starting point of the learning curve
+                evaluate_now(0, group.full_state_dict())  # the starting point of the learning curve
             for step in range(1, cfg.train.steps + 1):
                 # 1. update
                 metrics = group.train_step(next(batches), loss_fn)
                 check_finite(step, metrics)
                 if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                     tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
-                # 2. evaluate on held-out data with the learner's current weights
                 last = step == cfg.train.steps
-                if engine is not None and (last or (cfg.train.eval_every and step % cfg.train.eval_every == 0)):
-                    final = evaluate_now(step)
+                do_eval = engine is not None and (last or _every(step, cfg.train.eval_every))
+                do_checkpoint = last or _every(step, cfg.train.checkpoint_every)
+                state = group.full_state_dict() if do_eval or do_checkpoint else None  # one gather per step
+                # 2. evaluate on held-out data with the learner's current weights
+                if do_eval:
+                    final = evaluate_now(step, state)
                 # 3. checkpoint
-                if last or (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0):
-                    _checkpoint(group, model_dir, run_dir, step)
-            # 4. export
+                if do_checkpoint:
+                    _checkpoint(group, state, model_dir, run_dir, step)
+            # 4. export: the last checkpoint's HF weights
             if cfg.export.enabled:
-                save_hf_folder(group.full_state_dict(), model_dir, run_dir / "export", overwrite=True)
+                export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
             tracker.close()
             if engine is not None:
