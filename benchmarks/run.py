@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS, set_threads, setup_env, write_result
 
-SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step"}
+SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step", "losses": "benchmarks.losses"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
