@@ -90,7 +90,7 @@ def _trl(compute_loss, logp, logp_old, mask, adv_seq, *, loss_type, eps_low, eps
     return compute_loss(fake_self, None, inputs)
 
 
-def _compare(ours, theirs, logp):
+def _assert_same_as_trl(ours, theirs, logp):
     (g_ours,) = torch.autograd.grad(ours, logp)
     (g_theirs,) = torch.autograd.grad(theirs, logp)
     d_loss, d_grad = (ours - theirs).abs().item(), (g_ours - g_theirs).abs().max().item()
@@ -120,7 +120,7 @@ def test_ppo_matches_trl_loss_types_with_k3_kl(compute_loss, loss_type, beta):
         ours = ours + beta * aggregate(k3, mask, agg, gd)
     theirs = _trl(compute_loss, logp, logp_old, mask, adv_seq, loss_type=loss_type, eps_low=0.2, eps_high=0.28,
                   beta=beta, logp_ref=logp_ref if beta else None)
-    _compare(ours, theirs, logp)
+    _assert_same_as_trl(ours, theirs, logp)
 
 
 def test_dual_clip_matches_trl_delta(compute_loss):
@@ -128,7 +128,7 @@ def test_dual_clip_matches_trl_delta(compute_loss):
     assert ((logp - logp_old).exp() > 2.0)[mask].any()
     ours = ppo_loss(logp, logp_old, adv_seq[:, None] * mask, mask, PPOParams(dual_clip=2.0, loss_agg="token_mean")).loss
     theirs = _trl(compute_loss, logp, logp_old, mask, adv_seq, loss_type="bnpo", eps_low=0.2, eps_high=0.2, delta=2.0)
-    _compare(ours, theirs, logp)
+    _assert_same_as_trl(ours, theirs, logp)
 
 
 def test_gspo_matches_trl_sequence_level(compute_loss):
@@ -137,7 +137,7 @@ def test_gspo_matches_trl_sequence_level(compute_loss):
     ours = gspo_loss(logp, logp_old, adv_seq[:, None] * mask, mask, p).loss
     theirs = _trl(compute_loss, logp, logp_old, mask, adv_seq, loss_type="grpo", eps_low=3e-3, eps_high=4e-3,
                   level="sequence")
-    _compare(ours, theirs, logp)
+    _assert_same_as_trl(ours, theirs, logp)
 
 
 def _trl_is_ratio(old_per_token_logps, sampling_per_token_logps, completion_mask, mode, clip_max):
@@ -173,7 +173,7 @@ def test_tis_matches_trl_vllm_importance_sampling(compute_loss, mode):
                     weights=w).loss
     theirs = _trl(compute_loss, logp, logp_old, mask, adv_seq, loss_type="grpo", eps_low=0.2, eps_high=0.2,
                   is_ratio=is_ratio)
-    _compare(ours, theirs, logp)
+    _assert_same_as_trl(ours, theirs, logp)
 
 
 def test_entropy_matches_trl_entropy_from_logits():

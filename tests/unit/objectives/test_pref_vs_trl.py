@@ -116,7 +116,7 @@ def _trl_loss(trl_dpo, tok, inputs, *, loss_type, beta, eps=0.0, f_div="reverse_
     return trl_dpo(fake_self, model, inputs, False), fake_self._metrics["train"]
 
 
-def _compare(trl_dpo, seed, ours_fn, *, tol=TOL, gtol=TOL, metrics=True, **trl_kw):
+def _assert_same_as_trl(trl_dpo, seed, ours_fn, *, tol=TOL, gtol=TOL, metrics=True, **trl_kw):
     tok, inputs, lengths = _batch(seed)
     theirs, trl_metrics = _trl_loss(trl_dpo, tok, inputs, **trl_kw)
     (g_theirs,) = torch.autograd.grad(theirs, (tok,))
@@ -132,38 +132,38 @@ def _compare(trl_dpo, seed, ours_fn, *, tol=TOL, gtol=TOL, metrics=True, **trl_k
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigmoid_is_dpo(trl_dpo, seed):
-    _compare(trl_dpo, seed, lambda x: dpo_loss(x, DPOParams(beta=0.2)), loss_type="sigmoid", beta=0.2)
+    _assert_same_as_trl(trl_dpo, seed, lambda x: dpo_loss(x, DPOParams(beta=0.2)), loss_type="sigmoid", beta=0.2)
 
 
 def test_sigmoid_norm_is_length_normalised_dpo(trl_dpo):
-    _compare(trl_dpo, 2, lambda x: dpo_loss(x, DPOParams(beta=0.5, length_normalize=True)),
+    _assert_same_as_trl(trl_dpo, 2, lambda x: dpo_loss(x, DPOParams(beta=0.5, length_normalize=True)),
              loss_type="sigmoid_norm", beta=0.5)
 
 
 @pytest.mark.parametrize("eps", [0.1, 0.3])
 def test_robust(trl_dpo, eps):
-    _compare(trl_dpo, 3, lambda x: robust_dpo_loss(x, RobustDPOParams(beta=0.3, label_smoothing=eps)),
+    _assert_same_as_trl(trl_dpo, 3, lambda x: robust_dpo_loss(x, RobustDPOParams(beta=0.3, label_smoothing=eps)),
              loss_type="robust", beta=0.3, eps=eps)
 
 
 def test_ipo_is_length_normalised_ipo(trl_dpo):
-    _compare(trl_dpo, 4, lambda x: ipo_loss(x, IPOParams(beta=0.4, length_normalize=True)), loss_type="ipo", beta=0.4)
+    _assert_same_as_trl(trl_dpo, 4, lambda x: ipo_loss(x, IPOParams(beta=0.4, length_normalize=True)), loss_type="ipo", beta=0.4)
 
 
 def test_hinge(trl_dpo):
-    _compare(trl_dpo, 5, lambda x: hinge_loss(x, HingeParams(beta=0.3)), loss_type="hinge", beta=0.3)
+    _assert_same_as_trl(trl_dpo, 5, lambda x: hinge_loss(x, HingeParams(beta=0.3)), loss_type="hinge", beta=0.3)
 
 
 def test_f_divergence_reverse_and_forward_kl(trl_dpo):
-    _compare(trl_dpo, 6, lambda x: f_dpo_loss(x, FDPOParams(beta=0.2)), loss_type="sigmoid", beta=0.2,
+    _assert_same_as_trl(trl_dpo, 6, lambda x: f_dpo_loss(x, FDPOParams(beta=0.2)), loss_type="sigmoid", beta=0.2,
              f_div="reverse_kl")
-    _compare(trl_dpo, 6, lambda x: f_dpo_loss(x, FDPOParams(beta=0.2, divergence="forward_kl")),
+    _assert_same_as_trl(trl_dpo, 6, lambda x: f_dpo_loss(x, FDPOParams(beta=0.2, divergence="forward_kl")),
              loss_type="sigmoid", beta=0.2, f_div="forward_kl")
 
 
 def test_f_divergence_js_at_twice_beta(trl_dpo):
     # ours: β·½·log(2u/(1+u)); TRL: β_TRL·log(2u/(1+u)) -> equal at β = 2·β_TRL (rewards then differ by 2: no metrics)
-    _compare(trl_dpo, 7, lambda x: f_dpo_loss(x, FDPOParams(beta=0.4, divergence="js")), loss_type="sigmoid",
+    _assert_same_as_trl(trl_dpo, 7, lambda x: f_dpo_loss(x, FDPOParams(beta=0.4, divergence="js")), loss_type="sigmoid",
              beta=0.2, f_div="js_divergence", metrics=False)
 
 
