@@ -15,6 +15,7 @@ from typing import Literal
 import alignrl.objectives  # noqa: F401  (registers training objectives)
 import alignrl.tasks  # noqa: F401  (registers tasks, so tasks:// sources are checked at load time)
 from alignrl.errors import UserError
+from alignrl.models.paths import MAKE_A_MODEL, model_dir_problem
 from alignrl.registry import TRAIN_LOSSES
 from alignrl.schema import Component, build, fail, to_plain
 from alignrl.tasks.base import SCHEME, parse_task_uri
@@ -191,12 +192,9 @@ def _check_model(cfg: ModelConfig, key: str, origins: Origins) -> None:
         if not path.is_file():
             fail(f"{key}.path", origins, f"GGUF file {path} does not exist")
         return
-    if not (path / "config.json").is_file():
-        fail(f"{key}.path", origins, (
-            f"{path} is not an HF model folder (no config.json there). Build one with "
-            "`alignrl models tiny --out DIR`, import a GGUF with `alignrl models import-gguf FILE --out DIR`, "
-            "or use `tiny: {}` to build a fresh tiny model"
-        ))
+    problem = model_dir_problem(path)
+    if problem is not None:
+        fail(f"{key}.path", origins, f"{path} {problem}. {MAKE_A_MODEL}, or use `tiny: {{}}` to build a fresh tiny model")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

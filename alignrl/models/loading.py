@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from alignrl.errors import UserError
+from alignrl.models.paths import MAKE_A_MODEL, model_dir_problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -27,16 +28,10 @@ def torch_dtype(name: str, key: str = "dtype") -> torch.dtype:
 def check_model_dir(path: str | os.PathLike[str], key: str = "policy.path") -> Path:
     """Return ``path`` as an absolute Path if it is an HF model folder; ``UserError`` otherwise."""
     folder = Path(path).expanduser().absolute()
-    if not folder.is_dir():
-        problem = "does not exist" if not folder.exists() else "is not a folder"
-    elif not (folder / "config.json").is_file():
-        problem = "is not an HF model folder (no config.json)"
-    else:
+    problem = model_dir_problem(folder)
+    if problem is None:
         return folder
-    raise UserError(
-        f"{key}: {folder} {problem}. Build one with `alignrl models tiny --out DIR` "
-        "or import a GGUF with `alignrl models import-gguf FILE --out DIR`."
-    )
+    raise UserError(f"{key}: {folder} {problem}. {MAKE_A_MODEL}.")
 
 
 def load_tokenizer(path: str | os.PathLike[str], key: str = "policy.path") -> PreTrainedTokenizerBase:
