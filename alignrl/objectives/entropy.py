@@ -3,9 +3,9 @@
     H_t = −Σ_v π(v∣s_t)·log π(v∣s_t),  log π = log_softmax(z_t)        (computed in float32 or wider)
     L_H = −c_H · aggregate(H, mask, loss_agg)                              (add to the loss: maximises H)
 
-Logits are processed in chunks of ``chunk_size`` positions along T; with autograd on, each chunk is
-recomputed in the backward pass (activation checkpointing), so only one (B, chunk, V) float32 block of
-softmax intermediates is alive at a time instead of a (B, T, V) one. Divide the logits by the sampling
+Logits are processed in blocks of at most ``chunk_size`` positions over B·T by the divergences' chunked
+driver (divergences/base.py: forward under no_grad, backward recomputes each block into one gradient
+buffer), so only one block of float32 softmax intermediates is alive at a time instead of a (B, T, V) one. Divide the logits by the sampling
 temperature before calling, if one was used.
 Ref: PPO arXiv:1707.06347 eq. 9 (entropy bonus c₂·S[π_θ](s_t)); Williams & Peng 1991 (entropy
 regularisation).
@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
+from alignrl.divergences.base import chunked_rowwise
 from alignrl.ops import AGGREGATION_MODES, aggregate, masked_mean, upcast
 from alignrl.ops.reductions import AggregationMode
 from alignrl.types import LossOut
@@ -30,8 +30,8 @@ class EntropyParams:
     """c_H: weight of the bonus; the returned loss is −c_H·H."""
     loss_agg: AggregationMode = "token_mean"
     """How per-token entropies reduce (ops.aggregate)."""
-    chunk_size: int = 512
-    """Positions along T per chunk: bounds the float32 (B, chunk, V) softmax block in memory."""
+    chunk_size: int = 256
+    """Most positions per block (also capped in bytes, divergences/base.py): bounds the softmax temporaries."""
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -45,14 +45,9 @@ def _entropy_block(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def token_entropy(logits: torch.Tensor, chunk_size: int = 512) -> torch.Tensor:
-    """H_t = −Σ_v softmax(z_t)_v · log_softmax(z_t)_v, chunked over T. (B, T, V) -> (B, T) float32 or wider."""
-    grad = torch.is_grad_enabled() and logits.requires_grad
-    blocks = [
-        checkpoint(_entropy_block, chunk, use_reentrant=False) if grad else _entropy_block(chunk)
-        for chunk in logits.split(chunk_size, dim=1)
-    ]
-    return torch.cat(blocks, dim=1)
+def token_entropy(logits: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
+    """H_t = −Σ_v softmax(z_t)_v · log_softmax(z_t)_v, chunked over B·T. (B, T, V) -> (B, T) float32 or wider."""
+    return chunked_rowwise(_entropy_block, (logits,), chunk_size)
 
 
 def entropy_bonus(

@@ -80,8 +80,8 @@ def clipped_surrogate(
 def masked_extremes(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) of x over True positions; (1, 1) if there are none (a ratio's neutral value)."""
     m = mask.bool()
-    inf = torch.full_like(x, float("inf"))
-    lo, hi = torch.where(m, x, inf).amin(), torch.where(m, x, -inf).amax()
+    off = ~m.expand(x.shape)
+    lo, hi = x.masked_fill(off, float("inf")).amin(), x.masked_fill(off, float("-inf")).amax()
     any_ = m.any()
     return torch.where(any_, lo, torch.ones_like(lo)), torch.where(any_, hi, torch.ones_like(hi))
 
@@ -91,18 +91,19 @@ def ratio_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, sur: Surrogate | 
     """approx_kl = mean (s − 1) − log s (k3 estimate of KL(π_old‖π_θ)), ratio mean/min/max and clip fractions."""
     ratio = log_ratio.exp()
     lo, hi = masked_extremes(ratio, mask)
-    out = {
-        "approx_kl": masked_mean(ratio - 1.0 - log_ratio, mask),
-        "ratio_mean": masked_mean(ratio, mask),
-        "ratio_min": lo,
-        "ratio_max": hi,
-    }
+    f = ratio.dtype
+    m = mask.to(f).flatten()
+    denom = m.sum().clamp_min(1.0)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:  # masked mean as one dot product (cheaper than masked_mean here)
+        return torch.dot(x.to(f).expand(mask.shape).flatten(), m) / denom
+
+    out = {"approx_kl": mean(ratio - 1.0 - log_ratio), "ratio_mean": mean(ratio), "ratio_min": lo, "ratio_max": hi}
     if sur is not None:
-        f = ratio.dtype
-        out["clipfrac"] = masked_mean((sur.clipped_low | sur.clipped_high).to(f), mask)
-        out["clipfrac_low"] = masked_mean(sur.clipped_low.to(f), mask)
-        out["clipfrac_high"] = masked_mean(sur.clipped_high.to(f), mask)
-        out["dual_clipfrac"] = masked_mean(sur.dual_clipped.to(f), mask)
+        out["clipfrac"] = mean(sur.clipped_low | sur.clipped_high)
+        out["clipfrac_low"] = mean(sur.clipped_low)
+        out["clipfrac_high"] = mean(sur.clipped_high)
+        out["dual_clipfrac"] = mean(sur.dual_clipped)
     return out
 
 
