@@ -16,7 +16,9 @@ import alignrl.objectives  # noqa: F401  (registers training objectives)
 import alignrl.tasks  # noqa: F401  (registers tasks, so tasks:// sources are checked at load time)
 from alignrl.errors import UserError
 from alignrl.models.paths import MAKE_A_MODEL, model_dir_problem
-from alignrl.registry import TRAIN_LOSSES
+from alignrl.objectives.anchor_term import CoefSchedule
+from alignrl.objectives.online_rl import ALGORITHMS as ONLINE_RL
+from alignrl.registry import DIVERGENCES, TRAIN_LOSSES
 from alignrl.schema import Component, build, fail, to_plain
 from alignrl.tasks.base import SCHEME, parse_task_uri
 from alignrl.yaml_loader import Origins, apply_override, read_recipe
@@ -130,6 +132,89 @@ class ExportConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RolloutConfig:
+    """Generation workers of online RL (each a Ray actor owning one engine)."""
+
+    engine: Literal["vllm", "hf"] = "vllm"
+    workers: int = 1
+    """Rollout actors; each prompt batch is split evenly over them."""
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    kv_cache_gib: float = 0.5
+    """vLLM KV cache per worker on CPU."""
+    sync_bucket_mb: float = 64.0
+    """Weight sync learner -> rollout: tensors go in buckets of at most this many MiB (whole layers), one
+    call per bucket."""
+    placement: Literal["separate", "colocated"] = "separate"
+    """separate: rollout and learner actors get their own resources; colocated: rollout worker i shares
+    learner worker i's placement-group bundle (they take turns)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for sampling rollouts, got {self.temperature}")
+        if self.sync_bucket_mb <= 0:
+            raise ValueError(f"sync_bucket_mb must be > 0, got {self.sync_bucket_mb}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnchorConfig:
+    """One anchor term coef(step) · mask · D(π_θ ‖ anchor model)."""
+
+    model: Literal["init", "path", "soup", "ema", "elastic_reset"] = "init"
+    """init: the frozen starting policy; path: any model folder (a teacher); soup: the average of
+    ``paths``; ema: an EMA of the policy; elastic_reset: an EMA that the policy is reset to every
+    ``reset_every`` steps (then the EMA restarts from init)."""
+    name: str | None = None
+    """Label in metrics (default: the model kind, numbered if repeated)."""
+    path: str | None = None
+    paths: tuple[str, ...] = ()
+    weights: tuple[float, ...] | None = None
+    """soup: ingredient weights (normalised); None = uniform."""
+    decay: float = 0.99
+    """ema/elastic_reset: β of θ_ema ← β·θ_ema + (1−β)·θ."""
+    reset_every: int = 0
+    divergence: Component = field(default=Component("reverse_kl", None), metadata={"registry": DIVERGENCES})
+    """Any registered divergence with a sampled form, e.g. ``reverse_kl`` or ``{name: js, beta: 0.5}``."""
+    estimator: Literal["k1", "k2", "k3", "f_sampled"] = "k3"
+    """k1/k2/k3 (reverse_kl) or f_sampled (any f-divergence; objectives/anchor_term.py)."""
+    coef: float | CoefSchedule = 0.04
+    """A constant, or ``{start, end, schedule: linear|cosine, steps}``."""
+    mask: Literal["all", "reward_zero", "reward_nonpositive"] = "all"
+    """Where the term applies: every response token, or only rollouts whose reward is 0 / ≤ 0 (KDRL)."""
+    placement: Literal["loss", "reward"] = "loss"
+    """loss: added to the policy loss (GRPO); reward: −coef·D_t added to the token rewards (PPO style)."""
+    cpus: float = 0.5
+    """Ray CPU request of this anchor's ScorerWorker (init, path, soup; moving anchors live in the learner)."""
+
+    def __post_init__(self) -> None:
+        if (self.model == "path") != (self.path is not None):
+            raise ValueError("path is required with model: path, and only there")
+        if self.model == "soup" and not self.paths:
+            raise ValueError("paths must list the soup's model folders")
+        if self.model == "elastic_reset" and self.reset_every < 1:
+            raise ValueError("reset_every must be >= 1 with model: elastic_reset")
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {self.decay}")
+        if self.estimator in ("k1", "k2", "k3") and self.divergence.name != "reverse_kl":
+            raise ValueError(f"estimator {self.estimator} estimates reverse_kl only; use estimator: f_sampled "
+                             f"for {self.divergence.name}")
+        if self.estimator == "f_sampled" and not DIVERGENCES.get(self.divergence.name).has_sampled:
+            raise ValueError(f"divergence {self.divergence.name} has no sampled form (not an f-divergence)")
+
+    @property
+    def moving(self) -> bool:
+        """Weights that follow the policy (hosted in the learner) rather than fixed ones (a scorer)."""
+        return self.model in ("ema", "elastic_reset")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RayConfig:
     address: str | None = None
     """None starts an embedded local Ray; ``auto`` or ``ray://host:10001`` joins a cluster."""
@@ -151,21 +236,73 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Online RL only: generation workers."""
+    anchors: tuple[AnchorConfig, ...] = ()
+    """Online RL only: terms coef · mask · D(π_θ ‖ anchor)."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
             raise ValueError(f"name {self.name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
 
     @property
+    def is_online_rl(self) -> bool:
+        return self.algorithm.name in ONLINE_RL
+
+    @property
+    def anchor_names(self) -> tuple[str, ...]:
+        """Each anchor's label: its ``name``, else its model kind (numbered when a kind repeats)."""
+        kinds = [a.model for a in self.anchors]
+        return tuple(
+            a.name or (a.model if kinds.count(a.model) == 1 else f"{a.model}{kinds[:i].count(a.model)}")
+            for i, a in enumerate(self.anchors)
+        )
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
+def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
+    if not cfg.is_online_rl:
+        if cfg.anchors:
+            fail("anchors", origins, f"anchors apply to online RL algorithms ({', '.join(ONLINE_RL)}), "
+                 f"not {cfg.algorithm.name}")
+        return
+    p = cfg.algorithm.params
+    if cfg.train.batch_size % p.group_size:
+        fail("train.batch_size", origins, f"{cfg.train.batch_size} is not a multiple of algorithm.group_size = "
+             f"{p.group_size} (batch_size counts sequences: prompts per step x group_size)")
+    if cfg.train.batch_size % p.updates_per_step:
+        fail("algorithm.updates_per_step", origins,
+             f"train.batch_size {cfg.train.batch_size} is not a multiple of {p.updates_per_step}")
+    if not cfg.data.train.startswith(SCHEME):
+        fail("data.train", origins, "online RL needs a verifiable task for its reward: use tasks://NAME?... "
+             "(reward models come with the rewards section)")
+    names = cfg.anchor_names
+    if len(set(names)) != len(names):
+        fail("anchors", origins, f"anchor names repeat: {list(names)}; give each a distinct name")
+    for i, a in enumerate(cfg.anchors):
+        if a.model == "elastic_reset" and cfg.learner.zero_stage != 0:
+            fail(f"anchors[{i}].model", origins, "elastic_reset rewrites the policy's weights in place, which "
+                 "needs learner.zero_stage: 0 (ZeRO 1-3 keep a separate master copy)")
+        if a.moving and cfg.learner.zero_stage == 3:
+            fail(f"anchors[{i}].model", origins, f"{a.model} anchors live in the learner and need full weights "
+                 "on each rank: use learner.zero_stage 0-2")
+        for j, path in enumerate([a.path] if a.path else list(a.paths)):
+            problem = model_dir_problem(Path(path))
+            if problem is not None:
+                key = f"anchors[{i}].path" if a.path else f"anchors[{i}].paths[{j}]"
+                fail(key, origins, f"{path} {problem}. {MAKE_A_MODEL}")
+
+
 def _check_batch_sizes(cfg: RunConfig, origins: Origins) -> None:
     per_step = cfg.learner.workers * cfg.learner.micro_batch_size
-    if cfg.train.batch_size % per_step:
+    updates = getattr(cfg.algorithm.params, "updates_per_step", 1)
+    if (cfg.train.batch_size // updates) % per_step:
         fail("train.batch_size", origins, (
-            f"{cfg.train.batch_size} is not a multiple of learner.workers * learner.micro_batch_size = {per_step}; "
+            f"{cfg.train.batch_size}{f' / algorithm.updates_per_step {updates}' if updates > 1 else ''} is not a "
+            f"multiple of learner.workers * learner.micro_batch_size = {per_step}; "
             f"use e.g. train.batch_size={max(per_step, cfg.train.batch_size // per_step * per_step)}"
         ))
 
@@ -205,6 +342,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         apply_override(data, origins, override)
     cfg = build(RunConfig, data, "", origins)
     _check_batch_sizes(cfg, origins)
+    _check_online_rl(cfg, origins)
     _check_model(cfg.policy, "policy", origins)
     for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
         _check_source(source, key, origins, Path.cwd())

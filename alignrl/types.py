@@ -36,3 +36,36 @@ class TokenBatch:
     def slice(self, start: int, stop: int) -> "TokenBatch":
         """Rows ``start:stop`` (for micro-batches and data-parallel shards)."""
         return TokenBatch(self.input_ids[start:stop], self.attention_mask[start:stop], self.loss_mask[start:stop])
+
+    def to(self, device: torch.device | str) -> "TokenBatch":
+        return TokenBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask)))
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutBatch:
+    """Sampled sequences with everything the learner's loss needs (the online-RL batch, like verl's DataProto).
+
+    ``tokens.loss_mask`` is True on response tokens (the actions). ``rows`` holds per-row tensors whose
+    first dim is B: e.g. ``advantages`` (B, T), ``logp_rollout`` (B, T) log-probs from the generation
+    engine aligned with ``input_ids`` (0 off the response), ``rewards`` (B,), ``anchor_logp/<name>`` (B, T).
+    """
+
+    tokens: TokenBatch
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, t in self.rows.items():
+            if t.shape[:1] != (len(self.tokens),):
+                raise ValueError(f"RolloutBatch.rows[{name!r}] has {t.shape[0]} rows, tokens have {len(self.tokens)}")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def slice(self, start: int, stop: int) -> "RolloutBatch":
+        return RolloutBatch(self.tokens.slice(start, stop), {k: v[start:stop] for k, v in self.rows.items()})
+
+    def to(self, device: torch.device | str) -> "RolloutBatch":
+        return RolloutBatch(self.tokens.to(device), {k: v.to(device) for k, v in self.rows.items()})
+
+    def with_rows(self, **rows: torch.Tensor) -> "RolloutBatch":
+        return RolloutBatch(self.tokens, {**self.rows, **rows})

@@ -26,9 +26,9 @@ class LearnerWorker:
             torch.set_num_threads(threads)
         self.learner: DeepSpeedLearner | None = None
 
-    def setup(self, settings: LearnerSettings) -> None:
+    def setup(self, settings: LearnerSettings, moving_anchors: list | None = None) -> None:
         self.learner = DeepSpeedLearner(settings)
-        self.learner.setup()
+        self.learner.setup(moving_anchors)
 
     def train_step(self, shard: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         return self.learner.train_step(shard, loss_fn)
@@ -39,11 +39,24 @@ class LearnerWorker:
     def save_engine_state(self, directory: str, tag: str) -> None:
         self.learner.save_engine_state(directory, tag)
 
+    def weight_bucket_refs(self, bucket_bytes: int) -> list[ray.ObjectRef]:
+        """Gather full weights (collective) and, on rank 0, put them in the object store in whole-layer
+        buckets; other ranks return []."""
+        from alignrl.actors.rollout import weight_buckets
+
+        state = self.learner.full_state_dict()
+        if self.learner.rank != 0:
+            return []
+        return [ray.put(bucket) for bucket in weight_buckets(state, bucket_bytes)]
+
 
 class LearnerGroup:
     """N learner actors placed by resource request; splits each batch into equal data-parallel shards."""
 
-    def __init__(self, settings: LearnerSettings, *, cpus_per_worker: float, gpus_per_worker: float = 0.0) -> None:
+    def __init__(self, settings: LearnerSettings, *, cpus_per_worker: float, gpus_per_worker: float = 0.0,
+                 moving_anchors: list | None = None, extra_bundle: dict | None = None) -> None:
+        """``extra_bundle``: resources added to each worker's placement-group bundle for colocated actors
+        (``bundle(i)`` places one there)."""
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -52,6 +65,8 @@ class LearnerGroup:
         self.settings = settings
         n = settings.world_size
         bundle = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
+        for key, value in (extra_bundle or {}).items():
+            bundle[key] = bundle.get(key, 0) + value
         self._pg = placement_group([bundle] * n, strategy="PACK")
         if not self._pg.wait(timeout_seconds=60):
             raise UserError(
@@ -67,7 +82,7 @@ class LearnerGroup:
             ).remote(i, n, port)
             for i in range(n)
         ]
-        self._call("setup", [(settings,)] * n)
+        self._call("setup", [(settings, moving_anchors)] * n)
 
     def _call(self, method: str, args_per_worker: list[tuple[Any, ...]]) -> list[Any]:
         refs = [getattr(w, method).remote(*args) for w, args in zip(self.workers, args_per_worker)]
@@ -95,6 +110,14 @@ class LearnerGroup:
 
     def save_engine_state(self, directory: str, tag: str) -> None:
         self._call("save_engine_state", [(directory, tag)] * len(self.workers))
+
+    def weight_bucket_refs(self, bucket_bytes: int) -> list[ray.ObjectRef]:
+        """Full weights as object-store buckets of whole layers (rank 0's; every rank joins the gather)."""
+        return self._call("weight_bucket_refs", [(bucket_bytes,)] * len(self.workers))[0]
+
+    def bundle(self, index: int) -> tuple:
+        """(placement group, bundle index) of learner worker ``index``, to colocate another actor with it."""
+        return self._pg, index
 
     def shutdown(self) -> None:
         from ray.util.placement_group import remove_placement_group

@@ -10,13 +10,13 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from alignrl.types import LossOut, TokenBatch
+from alignrl.types import LossOut, RolloutBatch, TokenBatch
 
-LossFn = Callable[[torch.nn.Module, TokenBatch], LossOut]
+LossFn = Callable[[torch.nn.Module, Any], LossOut]  # (model, TokenBatch | RolloutBatch micro-batch)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -80,8 +80,11 @@ class DeepSpeedLearner:
     def __init__(self, settings: LearnerSettings) -> None:
         self.settings = settings
         self.engine = None
+        self.anchors = None  # MovingAnchors, when the recipe has EMA / Elastic Reset anchors
+        self.steps_taken = 0
 
-    def setup(self) -> None:
+    def setup(self, moving_anchors: list | None = None) -> None:
+        """Build the engine (collective); ``moving_anchors``: MovingAnchorSpecs to host beside the policy."""
         import deepspeed
         from transformers import AutoModelForCausalLM
 
@@ -99,8 +102,12 @@ class DeepSpeedLearner:
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(s)
         )
+        if moving_anchors:
+            from alignrl.engine.moving_anchors import MovingAnchors
 
-    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+            self.anchors = MovingAnchors(self.engine.module, moving_anchors)
+
+    def train_step(self, batch: TokenBatch | RolloutBatch, loss_fn: LossFn) -> dict[str, float]:
         """One optimizer step over this rank's shard: micro-batches, backward, clip, step.
 
         Returns the mean of each LossOut metric over micro-batches plus loss, grad_norm and lr.
@@ -111,11 +118,13 @@ class DeepSpeedLearner:
         mbs = self.settings.micro_batch_size
         if len(batch) != mbs * self.settings.accumulation_steps:
             raise ValueError(f"rank shard has {len(batch)} rows, expected {mbs * self.settings.accumulation_steps}")
+        if self.anchors is not None:
+            batch = self.anchors.fill_logps(batch, mbs, device)
         sums: dict[str, float] = {}
         own_norm = None
         for start in range(0, len(batch), mbs):
             micro = batch.slice(start, start + mbs)
-            micro = TokenBatch(*(t.to(device) for t in (micro.input_ids, micro.attention_mask, micro.loss_mask)))
+            micro = micro.to(device)
             out = loss_fn(engine, micro)
             engine.backward(out.loss)
             if self.settings.zero_stage == 0 and engine.is_gradient_accumulation_boundary():
@@ -127,6 +136,9 @@ class DeepSpeedLearner:
         grad_norm = own_norm if own_norm is not None else engine.get_global_grad_norm()
         metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         metrics["lr"] = float(engine.get_lr()[0])
+        self.steps_taken += 1
+        if self.anchors is not None and self.anchors.update(self.steps_taken):
+            metrics["anchor_reset"] = 1.0
         return metrics
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:

@@ -13,4 +13,8 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
         from alignrl.loops.sft import run_sft
 
         return run_sft(cfg, overwrite=overwrite, show_progress=show_progress)
-    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft)")
+    if cfg.is_online_rl:
+        from alignrl.loops.online_rl import run_online_rl
+
+        return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress)
+    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft and online RL)")

@@ -14,8 +14,11 @@ import yaml
 
 from alignrl.config import RunConfig, recipe_to_dict
 from alignrl.data.sources import load_examples, task_of
+from alignrl.engine.deepspeed_learner import LearnerSettings
 from alignrl.errors import UserError
 from alignrl.evaluation import evaluate
+from alignrl.io import atomic_dir
+from alignrl.models.export import save_hf_folder
 from alignrl.tasks.base import Example, reward_for
 
 
@@ -98,3 +101,29 @@ def write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     tmp.replace(path)
+
+
+def learner_settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
+    """The learner's settings from the recipe; online RL splits each rollout batch into updates_per_step steps."""
+    lc = cfg.learner
+    updates = getattr(cfg.algorithm.params, "updates_per_step", 1)
+    return LearnerSettings(
+        model_dir=str(model_dir), world_size=lc.workers, batch_size=cfg.train.batch_size // updates,
+        micro_batch_size=lc.micro_batch_size, total_steps=cfg.train.steps * updates, lr=lc.lr, weight_decay=lc.weight_decay,
+        betas=tuple(lc.betas), warmup_steps=lc.warmup_steps, lr_schedule=lc.lr_schedule, min_lr_ratio=lc.min_lr_ratio,
+        max_grad_norm=lc.max_grad_norm, zero_stage=lc.zero_stage, bf16=lc.bf16, seed=cfg.seed,
+    )
+
+
+def save_checkpoint(group, state: dict, model_dir: Path, run_dir: Path, step: int) -> Path:
+    """``checkpoints/step_N/{hf,deepspeed}`` written under a temp name and renamed when complete."""
+    final = run_dir / "checkpoints" / f"step_{step:06d}"
+    with atomic_dir(final, overwrite=True) as tmp:
+        group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
+        save_hf_folder(state, model_dir, tmp / "hf")
+        write_json(tmp / "trainer_state.json", {"step": step})
+    return final
+
+
+def every(step: int, period: int) -> bool:
+    return bool(period) and step % period == 0

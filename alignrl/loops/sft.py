@@ -15,19 +15,20 @@ from alignrl.actors.cluster import ray_session
 from alignrl.actors.learner import LearnerGroup
 from alignrl.config import RunConfig
 from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
-from alignrl.engine.deepspeed_learner import LearnerSettings
 from alignrl.errors import UserError
 from alignrl.loops.common import (
     RunData,
     check_finite,
     create_run_dir,
+    every,
+    learner_settings,
     load_run_data,
     prepare_policy,
     run_eval,
+    save_checkpoint,
     seed_everything,
     write_json,
 )
-from alignrl.models.export import save_hf_folder
 from alignrl.objectives.sft import SFTParams, sft_loss
 from alignrl.ops import token_logprobs
 from alignrl.tracking import Tracker, plot_metrics
@@ -60,32 +61,6 @@ def _batches(examples: list[TokenizedExample], batch_size: int, pad_id: int, see
             yield collate_sft([examples[i] for i in order[start : start + batch_size]], pad_id)
 
 
-def _settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
-    lc = cfg.learner
-    return LearnerSettings(
-        model_dir=str(model_dir), world_size=lc.workers, batch_size=cfg.train.batch_size,
-        micro_batch_size=lc.micro_batch_size, total_steps=cfg.train.steps, lr=lc.lr, weight_decay=lc.weight_decay,
-        betas=tuple(lc.betas), warmup_steps=lc.warmup_steps, lr_schedule=lc.lr_schedule, min_lr_ratio=lc.min_lr_ratio,
-        max_grad_norm=lc.max_grad_norm, zero_stage=lc.zero_stage, bf16=lc.bf16, seed=cfg.seed,
-    )
-
-
-def _checkpoint(group: LearnerGroup, state: dict, model_dir: Path, run_dir: Path, step: int) -> Path:
-    """``checkpoints/step_N/{hf,deepspeed}`` written under a temp name and renamed when complete."""
-    from alignrl.io import atomic_dir
-
-    final = run_dir / "checkpoints" / f"step_{step:06d}"
-    with atomic_dir(final, overwrite=True) as tmp:
-        group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
-        save_hf_folder(state, model_dir, tmp / "hf")
-        write_json(tmp / "trainer_state.json", {"step": step})
-    return final
-
-
-def _every(step: int, period: int) -> bool:
-    return bool(period) and step % period == 0
-
-
 def _eval_engine(cfg: RunConfig, model_dir: Path):
     from alignrl.rollout.factory import make_engine
 
@@ -108,7 +83,7 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
-        group = LearnerGroup(_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker)
+        group = LearnerGroup(learner_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker)
         engine = _eval_engine(cfg, model_dir) if data.eval else None
 
         def evaluate_now(step: int, state: dict) -> dict:
@@ -129,15 +104,15 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
                 if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                     tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
                 last = step == cfg.train.steps
-                do_eval = engine is not None and (last or _every(step, cfg.train.eval_every))
-                do_checkpoint = last or _every(step, cfg.train.checkpoint_every)
+                do_eval = engine is not None and (last or every(step, cfg.train.eval_every))
+                do_checkpoint = last or every(step, cfg.train.checkpoint_every)
                 state = group.full_state_dict() if do_eval or do_checkpoint else None  # one gather per step
                 # 2. evaluate on held-out data with the learner's current weights
                 if do_eval:
                     final = evaluate_now(step, state)
                 # 3. checkpoint
                 if do_checkpoint:
-                    _checkpoint(group, state, model_dir, run_dir, step)
+                    save_checkpoint(group, state, model_dir, run_dir, step)
             # 4. export: the last checkpoint's HF weights
             if cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)

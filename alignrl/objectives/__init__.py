@@ -20,3 +20,4 @@ from alignrl.objectives import kd  # noqa: F401  (fkl, rkl, jsd, tvd, skew_kl, s
 from alignrl.objectives import taid  # noqa: F401  (TAIDSchedule is the loop-side adaptive t)
 from alignrl.objectives import distillm2  # noqa: F401
 from alignrl.objectives import gkd  # noqa: F401
+from alignrl.objectives import online_rl  # noqa: F401  (TRAIN_LOSSES grpo, dr_grpo, dapo, gspo, rloo, reinforce_pp; anchor_term.py helper)

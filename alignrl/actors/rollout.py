@@ -1,0 +1,148 @@
+"""RolloutWorker: a Ray actor owning one generation engine; RolloutGroup: N of them splitting the prompts.
+
+Weight sync: the learner's full state dict is cut into buckets of whole layers (``weight_buckets``) of at
+most ``bucket_bytes`` each; each bucket is put in the object store once and every worker loads it with one
+call (``load_bucket``), so a sync costs one call per bucket per worker, never one per tensor, and no disk
+round trip. vLLM rebuilds fused layers (qkv, gate_up) from the tensors of one call, hence whole layers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+import ray
+import torch
+
+from alignrl.errors import UserError
+from alignrl.rollout.base import Completion, SamplingConfig
+
+START_TIMEOUT_S = 300
+_LAYER = re.compile(r"^(.*?\.layers\.\d+)\.")
+
+
+def layer_key(name: str) -> str:
+    """The group a tensor syncs with: its decoder layer (``model.layers.3``) or its own module."""
+    m = _LAYER.match(name)
+    return m.group(1) if m else name.rpartition(".")[0]
+
+
+def weight_buckets(state: dict[str, torch.Tensor], bucket_bytes: int) -> list[list[tuple[str, torch.Tensor]]]:
+    """Greedy packing of whole layers, in state-dict order, into buckets of at most ``bucket_bytes``
+    (a single layer larger than that gets a bucket of its own)."""
+    groups: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for name, t in state.items():
+        groups.setdefault(layer_key(name), []).append((name, t))
+    buckets: list[list[tuple[str, torch.Tensor]]] = []
+    size = 0
+    for group in groups.values():
+        nbytes = sum(t.numel() * t.element_size() for _, t in group)
+        if not buckets or size + nbytes > bucket_bytes:
+            buckets.append([])
+            size = 0
+        buckets[-1].extend(group)
+        size += nbytes
+    return buckets
+
+
+class RolloutWorker:
+    """One generation engine in its own process (in-process vLLM needs a process of its own)."""
+
+    def __init__(self, kind: str, model_dir: str, seed: int, engine_kw: dict[str, Any]) -> None:
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        from alignrl.rollout.factory import make_engine
+
+        self.engine = make_engine(kind, model_dir, seed=seed, **engine_kw)
+
+    def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        return self.engine.generate(prompts, sampling)
+
+    def load_bucket(self, named: list[tuple[str, torch.Tensor]]) -> float:
+        """Load one bucket in place; returns the seconds it took inside the worker."""
+        start = time.perf_counter()
+        self.engine.load_weights(named)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class RolloutGroup:
+    """N rollout actors; ``generate`` splits prompts into N contiguous parts and joins the results in order
+    (one list of ``sampling.n`` completions per prompt, like ``GenerationEngine.generate``)."""
+
+    def __init__(self, kind: str, model_dir: str, *, workers: int, seed: int, cpus_per_worker: float,
+                 gpus_per_worker: float = 0.0, engine_kw: dict[str, Any] | None = None,
+                 bundles: list[tuple[Any, int]] | None = None) -> None:
+        """``bundles``: (placement group, bundle index) per worker to colocate with the learner; else each
+        worker is placed by its own resource request."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        remote_cls = ray.remote(RolloutWorker)
+        self.workers = []
+        for i in range(workers):
+            options: dict[str, Any] = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
+            if bundles is not None:
+                pg, index = bundles[i]
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)
+            # Each worker gets its own seed so samples differ across workers.
+            self.workers.append(remote_cls.options(**options).remote(kind, model_dir, seed + 1000 * i, engine_kw or {}))
+        refs = [w.__ray_ready__.remote() for w in self.workers]
+        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
+        if pending:
+            raise UserError(f"{len(pending)} rollout worker(s) did not start within {START_TIMEOUT_S} s; each asks for "
+                            f"{cpus_per_worker} CPU and {gpus_per_worker} GPU, free now: {ray.available_resources()}. "
+                            "Lower rollout.cpus_per_worker or rollout.workers, or add nodes")
+        self._get(ready, "start")  # engine built, or its error
+
+    def _get(self, refs: list[ray.ObjectRef], what: str) -> list[Any]:
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayActorError as err:
+            dead = [i for i, w in enumerate(self.workers) if not _alive(w)]
+            raise UserError(
+                f"rollout worker(s) {dead or '?'} died during {what}: {str(err).splitlines()[0]}; the run stops "
+                "here, checkpoints written so far are complete. Check the Ray worker logs (often out of memory: "
+                "lower rollout.kv_cache_gib or rollout.workers)"
+            ) from None
+        except ray.exceptions.RayTaskError as err:
+            raise UserError(f"rollout {what} failed in a worker: {str(err).splitlines()[0]}") from None
+
+    def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        n = len(self.workers)
+        bounds = [len(prompts) * i // n for i in range(n + 1)]
+        refs = [
+            w.generate.remote(prompts[bounds[i]:bounds[i + 1]],
+                              SamplingConfig(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                                             max_new_tokens=sampling.max_new_tokens, logprobs=sampling.logprobs,
+                                             seed=sampling.seed + 7919 * i))
+            for i, w in enumerate(self.workers) if bounds[i + 1] > bounds[i]
+        ]
+        return [group for part in self._get(refs, "generate") for group in part]  # one list per prompt
+
+    def load_buckets(self, bucket_refs: list[ray.ObjectRef]) -> dict[str, float]:
+        """Push every bucket to every worker (one call per bucket and worker); returns timing metrics."""
+        start = time.perf_counter()
+        inner = self._get([w.load_bucket.remote(ref) for ref in bucket_refs for w in self.workers], "weight sync")
+        return {"sync/load_s": time.perf_counter() - start, "sync/engine_s": max(inner) if inner else 0.0,
+                "sync/buckets": float(len(bucket_refs))}
+
+    def shutdown(self) -> None:
+        for w in self.workers:
+            try:
+                ray.get(w.close.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - a dead worker needs no closing
+                pass
+            ray.kill(w)
+
+
+def _alive(actor: Any) -> bool:
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=5)
+        return True
+    except Exception:  # noqa: BLE001
+        return False

@@ -1,0 +1,77 @@
+"""ScorerWorker: a Ray actor holding one frozen model (the initial policy, a teacher, a soup) that returns
+per-token log-probs of given sequences, for anchor terms and distillation."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+import torch
+
+from alignrl.errors import UserError
+from alignrl.ops import token_logprobs
+from alignrl.types import TokenBatch
+
+START_TIMEOUT_S = 180
+
+
+class ScorerWorker:
+    """log π_anchor(x_t | x_<t) for every position of a batch (0 at position 0), micro-batched, no grad."""
+
+    def __init__(self, model_dirs: list[str], weights: list[float] | None, micro_batch_size: int) -> None:
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        from alignrl.anchors.soup import SoupParams, build_soup
+        from alignrl.models.loading import load_causal_lm
+
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_causal_lm(model_dirs[0], "float32", key="anchor model").to(self.device).eval()
+        if len(model_dirs) > 1:  # a soup: average the ingredients into the first model's weights
+            states = [self.model.state_dict()] + [
+                load_causal_lm(d, "float32", key="anchor model").state_dict() for d in model_dirs[1:]
+            ]
+            self.model.load_state_dict(build_soup(states, SoupParams(weights=tuple(weights) if weights else None)))
+        self.micro_batch_size = micro_batch_size
+
+    @torch.no_grad()
+    def logprobs(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, T) float32 log-probs of ``batch.input_ids`` under the anchor model (on CPU)."""
+        out = []
+        for start in range(0, len(batch), self.micro_batch_size):
+            micro = batch.slice(start, start + self.micro_batch_size).to(self.device)
+            logits = self.model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
+            out.append(token_logprobs(logits, micro.input_ids).float().cpu())
+        return torch.cat(out)
+
+
+class Scorer:
+    """A handle on one ScorerWorker actor with errors that name it."""
+
+    def __init__(self, name: str, model_dirs: list[str], *, weights: list[float] | None = None,
+                 micro_batch_size: int = 32, cpus: float = 1.0, gpus: float = 0.0) -> None:
+        self.name = name
+        self.actor = ray.remote(ScorerWorker).options(num_cpus=cpus, num_gpus=gpus).remote(
+            model_dirs, weights, micro_batch_size)
+        ready, _ = ray.wait([self.actor.__ray_ready__.remote()], timeout=START_TIMEOUT_S)
+        if not ready:
+            ray.kill(self.actor)
+            raise UserError(f"scorer {name!r} could not start within {START_TIMEOUT_S} s: it asks for {cpus} CPU and "
+                            f"{gpus} GPU; free now: {ray.available_resources()}. Lower anchors[].cpus or the "
+                            "rollout/learner cpus_per_worker, or add nodes")
+        self.get(ready[0], "start")
+
+    def get(self, ref: ray.ObjectRef, what: str):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            raise UserError(f"scorer {self.name!r} died during {what}: {str(err).splitlines()[0]}; the run stops "
+                            "here, checkpoints written so far are complete") from None
+        except ray.exceptions.RayTaskError as err:
+            raise UserError(f"scorer {self.name!r}: {what} failed: {str(err).splitlines()[0]}") from None
+
+    def logprobs_async(self, batch: TokenBatch) -> ray.ObjectRef:
+        return self.actor.logprobs.remote(batch)
+
+    def shutdown(self) -> None:
+        ray.kill(self.actor)

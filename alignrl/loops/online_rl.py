@@ -1,0 +1,388 @@
+"""Online RL (GRPO, Dr. GRPO, DAPO, GSPO, RLOO, REINFORCE++) on Ray: the single-controller driver.
+
+One step (DESIGN.md "the data's way"): prompts -> RolloutWorkers sample G completions each with per-token
+log-probs -> the task's verifier scores them -> ScorerWorkers give fixed anchors' log-probs (EMA /
+Elastic Reset anchors are scored inside the learner) -> advantages -> the LearnerGroup takes
+``updates_per_step`` DeepSpeed steps on policy loss + anchor terms (moving anchors update there) ->
+full weights go to the RolloutWorkers in whole-layer buckets -> metrics, eval, checkpoint.
+Evaluation runs on the rollout workers, which hold the learner's current weights after each sync.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignrl.actors.cluster import ray_session
+from alignrl.actors.learner import LearnerGroup
+from alignrl.actors.rollout import RolloutGroup
+from alignrl.actors.scorer import Scorer
+from alignrl.advantages.base import AdvantageInputs, contiguous_groups
+from alignrl.config import AnchorConfig, RunConfig
+from alignrl.data.sources import task_of
+from alignrl.engine.moving_anchors import MovingAnchorSpec
+from alignrl.errors import UserError
+from alignrl.loops.common import (
+    check_finite,
+    create_run_dir,
+    every,
+    learner_settings,
+    load_run_data,
+    prepare_policy,
+    run_eval,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
+from alignrl.objectives.anchor_term import CoefSchedule, anchor_token_terms, coef_at
+from alignrl.objectives.online_rl import AnchorTerm, OnlineRLParams, advantage_params, online_rl_loss
+from alignrl.objectives.tis import TISParams, tis_weights
+from alignrl.ops import masked_mean, token_logprobs
+from alignrl.registry import ADVANTAGES, DIVERGENCES
+from alignrl.rollout.base import Completion, SamplingConfig
+from alignrl.tasks.base import Example, reward_for
+from alignrl.tracking import Tracker, plot_metrics
+from alignrl.types import LossOut, RolloutBatch, TokenBatch
+
+MIB = 1 << 20
+
+
+# ---- the learner-side loss (runs in LearnerWorker processes; module-level so it pickles) -----------------
+
+def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: tuple[AnchorTerm, ...],
+                  on_policy: bool) -> LossOut:
+    """Forward one micro-batch and apply ``online_rl_loss``; also reports the rollout/learner mismatch."""
+    tokens = micro.tokens
+    logits = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
+    logp = token_logprobs(logits, tokens.input_ids)
+    mask = tokens.loss_mask
+    rows = dict(micro.rows)
+    logp_rollout = rows["logp_rollout"]
+    # One update per batch: π_old is the learner's own π_θ (ratio exactly 1); later updates use the
+    # rollout engine's log-probs as π_old (what generated the samples).
+    rows["logp_old"] = logp.detach() if on_policy else logp_rollout
+    if params.tis_cap is not None:
+        rows["tis"], tis_metrics = tis_weights(logp.detach(), logp_rollout, mask, TISParams(cap=params.tis_cap))
+    else:
+        tis_metrics = {}
+    out = online_rl_loss(logp, mask, rows, params, anchors,
+                         logits=logits if params.entropy_coef > 0 else None)
+    diff = (logp.detach() - logp_rollout).abs()
+    diff = torch.where(mask, diff, torch.zeros_like(diff))
+    metrics = {**out.metrics, **tis_metrics, "logp_mismatch_mean": masked_mean(diff, mask),
+               "logp_mismatch_max": diff.max()}
+    return LossOut(out.loss, metrics)
+
+
+# ---- batch building (driver) ----------------------------------------------------------------------------
+
+def build_batch(prompt_ids: list[list[int]], completions: list[Completion], pad_id: int) -> RolloutBatch:
+    """Right-padded prompt+completion rows; loss_mask and ``logp_rollout`` on completion tokens."""
+    seqs = [list(p) + list(c.token_ids) for p, c in zip(prompt_ids, completions, strict=True)]
+    width = max(len(s) for s in seqs)
+    b = len(seqs)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, width), dtype=torch.long)
+    loss_mask = torch.zeros((b, width), dtype=torch.bool)
+    logp = torch.zeros((b, width), dtype=torch.float32)
+    for row, (p, c, s) in enumerate(zip(prompt_ids, completions, seqs)):
+        input_ids[row, : len(s)] = torch.tensor(s)
+        attention[row, : len(s)] = 1
+        loss_mask[row, len(p): len(s)] = True
+        if c.logprobs is not None and c.token_ids:
+            logp[row, len(p): len(s)] = torch.tensor(c.logprobs, dtype=torch.float32)
+    return RolloutBatch(TokenBatch(input_ids, attention, loss_mask), {"logp_rollout": logp})
+
+
+def overlong_shaping(lengths: torch.Tensor, max_new_tokens: int, buffer: int, penalty: float) -> torch.Tensor:
+    """DAPO soft overlong punishment: 0 up to L_max − buffer, then −penalty·(ℓ − (L_max − buffer))/buffer."""
+    if buffer <= 0:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    over = (lengths.float() - (max_new_tokens - buffer)).clamp(min=0.0)
+    return -penalty * (over / buffer).clamp(max=1.0)
+
+
+def keep_informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """DAPO dynamic sampling: (n_groups,) bool, True where a group's rewards are not all equal."""
+    r = rewards.view(-1, group_size)
+    return (r.max(dim=1).values - r.min(dim=1).values) > 0
+
+
+# ---- anchors --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AnchorPlan:
+    name: str
+    cfg: AnchorConfig
+
+    def coef(self, step: int, total: int) -> float:
+        c = self.cfg.coef
+        return coef_at(step, c, total) if isinstance(c, CoefSchedule) else float(c)
+
+    def divergence_params(self) -> Any:
+        d = self.cfg.divergence
+        return d.params if d.params is not None else DIVERGENCES.entry(d.name).params()
+
+
+def moving_anchor_specs(plans: list[AnchorPlan]) -> list[MovingAnchorSpec]:
+    from alignrl.anchors.elastic_reset import ElasticResetParams
+    from alignrl.anchors.ema import EMAParams
+
+    specs = []
+    for a in plans:
+        if a.cfg.model == "ema":
+            specs.append(MovingAnchorSpec(a.name, "ema", EMAParams(decay=a.cfg.decay)))
+        elif a.cfg.model == "elastic_reset":
+            specs.append(MovingAnchorSpec(a.name, "elastic_reset",
+                                          ElasticResetParams(period=a.cfg.reset_every, decay=a.cfg.decay)))
+    return specs
+
+
+def start_scorers(plans: list[AnchorPlan], model_dir: Path, cfg: RunConfig) -> dict[str, Scorer]:
+    scorers = {}
+    for a in plans:
+        if a.cfg.moving:
+            continue
+        dirs = {"init": [str(model_dir)], "path": [a.cfg.path], "soup": list(a.cfg.paths)}[a.cfg.model]
+        scorers[a.name] = Scorer(a.name, dirs, weights=list(a.cfg.weights) if a.cfg.weights else None,
+                                 micro_batch_size=cfg.learner.micro_batch_size, cpus=a.cfg.cpus)
+    return scorers
+
+
+class RemoteEngine:
+    """The GenerationEngine interface over a RolloutGroup (evaluation uses the rollout workers)."""
+
+    def __init__(self, group: RolloutGroup) -> None:
+        self.group = group
+
+    def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        return self.group.generate(prompts, sampling)
+
+
+def _prompt_stream(examples: list[Example], n: int, seed: int):
+    """Endless seeded shuffled batches of ``n`` prompts (a short tail is dropped each epoch)."""
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    if len(order) < n:
+        raise UserError(f"data.train has {len(order)} prompts, fewer than the {n} one step needs "
+                        "(train.batch_size / algorithm.group_size)")
+    while True:
+        rng.shuffle(order)
+        for start in range(0, len(order) - n + 1, n):
+            yield [examples[i] for i in order[start:start + n]]
+
+
+# ---- the loop -------------------------------------------------------------------------------------------
+
+def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run an online-RL recipe end to end; returns the final eval metrics."""
+    from alignrl.export import export_run
+    from alignrl.models.loading import load_tokenizer
+
+    seed_everything(cfg.seed)
+    p: OnlineRLParams = cfg.algorithm.params
+    data = load_run_data(cfg)
+    task = task_of(cfg.data.train)
+    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    model_dir = prepare_policy(cfg, run_dir)
+    tokenizer = load_tokenizer(model_dir)
+    group_size = p.group_size
+    n_prompts = cfg.train.batch_size // group_size
+    prompts_iter = _prompt_stream(data.train, n_prompts, cfg.seed)
+    plans = [AnchorPlan(n, a) for n, a in zip(cfg.anchor_names, cfg.anchors)]
+    adv_entry = ADVANTAGES.entry(p.advantage)
+    adv_params = advantage_params(p)
+    rc = cfg.rollout
+    sampling = dict(n=group_size, temperature=rc.temperature, top_p=rc.top_p, max_new_tokens=rc.max_new_tokens,
+                    logprobs=True)
+    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress,
+                      live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]))
+    final: dict = {}
+    with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        colocated = rc.placement == "colocated"
+        learner = LearnerGroup(
+            learner_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker,
+            moving_anchors=moving_anchor_specs(plans) or None,
+            extra_bundle={"CPU": rc.cpus_per_worker} if colocated else None,
+        )
+        rollout = scorers = None
+        try:
+            if colocated and rc.workers > cfg.learner.workers:
+                raise UserError(f"rollout.workers {rc.workers} > learner.workers {cfg.learner.workers}: colocated "
+                                "placement puts one rollout worker beside each learner worker")
+            engine_kw = {"kv_cache_gib": rc.kv_cache_gib} if rc.engine == "vllm" else {}
+            rollout = RolloutGroup(
+                rc.engine, str(model_dir), workers=rc.workers, seed=cfg.seed, cpus_per_worker=rc.cpus_per_worker,
+                gpus_per_worker=rc.gpus_per_worker, engine_kw=engine_kw,
+                bundles=[learner.bundle(i) for i in range(rc.workers)] if colocated else None,
+            )
+            scorers = start_scorers(plans, model_dir, cfg)
+            engine = RemoteEngine(rollout)
+
+            def evaluate_now(step: int) -> dict:
+                result = run_eval(engine, data, cfg) or {}
+                if result:
+                    tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
+                                | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
+                return result
+
+            if data.eval and cfg.train.eval_every:
+                final = evaluate_now(0)
+            for step in range(1, cfg.train.steps + 1):
+                metrics = _one_step(step, cfg, p, plans, task, next(prompts_iter), prompts_iter, tokenizer,
+                                    rollout, scorers, learner, adv_entry, adv_params, sampling)
+                check_finite(step, metrics)
+                tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
+                            | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
+                last = step == cfg.train.steps
+                if data.eval and (last or every(step, cfg.train.eval_every)):
+                    final = evaluate_now(step)
+                if last or every(step, cfg.train.checkpoint_every):
+                    save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step)
+            if cfg.export.enabled:
+                export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
+        finally:
+            tracker.close()
+            for s in (scorers or {}).values():
+                s.shutdown()
+            if rollout is not None:
+                rollout.shutdown()
+            learner.shutdown()
+    if final:
+        write_json(run_dir / "eval.json", final)
+    keys = ("train/reward_mean", "eval/accuracy", *(f"train/anchor/{a.name}" for a in plans), "train/response_length")
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png", keys)
+    return final.get("metrics", {})
+
+
+def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, task: str, tokenizer,
+             rollout: RolloutGroup, sampling: dict) -> tuple[RolloutBatch, torch.Tensor, list[Completion]]:
+    seed = cfg.seed * 1_000_003 + step * 101 + attempt
+    per_prompt = rollout.generate([x.prompt for x in prompts], SamplingConfig(seed=seed, **sampling))
+    completions = [c for group in per_prompt for c in group]
+    g = sampling["n"]
+    answers = [x.answer for x in prompts for _ in range(g)]
+    rewards = torch.tensor(reward_for(task, [c.text for c in completions], answers), dtype=torch.float32)
+    prompt_ids = [tokenizer(x.prompt)["input_ids"] for x in prompts for _ in range(g)]
+    return build_batch(prompt_ids, completions, tokenizer.pad_token_id), rewards, completions
+
+
+def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollout, scorers, learner,
+              adv_entry, adv_params, sampling) -> dict[str, float]:
+    t_start = time.perf_counter()
+    g = p.group_size
+    batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
+    correct = rewards.clone()
+    lengths = torch.tensor([len(c.token_ids) for c in completions])
+    rewards = rewards + overlong_shaping(lengths, cfg.rollout.max_new_tokens, p.overlong_buffer, p.overlong_penalty)
+    kept_frac = 1.0
+    if p.dynamic_sampling:  # refill with fresh prompts (up to 3 more rounds), then top up with the rest
+        keep = keep_informative_groups(rewards, g)
+        kept_frac = float(keep.float().mean())
+        parts = [(batch, rewards, correct, keep)]
+        for attempt in range(1, 4):
+            if sum(int(k.sum()) for *_, k in parts) >= len(prompts):
+                break
+            b2, r2, c2 = _rollout(next(prompts_iter), step, attempt, cfg, task, tokenizer, rollout, sampling)
+            l2 = torch.tensor([len(c.token_ids) for c in c2])
+            shaped = r2 + overlong_shaping(l2, cfg.rollout.max_new_tokens, p.overlong_buffer, p.overlong_penalty)
+            parts.append((b2, shaped, r2, keep_informative_groups(shaped, g)))
+        batch, rewards, correct = _select_groups(parts, len(prompts), g, tokenizer.pad_token_id)
+    t_gen = time.perf_counter()
+
+    tokens = batch.tokens
+    mask = tokens.loss_mask
+    refs = {name: s.logprobs_async(tokens) for name, s in scorers.items()}
+    anchor_rows = {f"anchor_logp/{name}": s.get(refs[name], "scoring") for name, s in scorers.items()}
+    t_score = time.perf_counter()
+
+    token_rewards = torch.zeros_like(batch.rows["logp_rollout"])
+    loss_terms = []
+    metrics: dict[str, float] = {}
+    for a in plans:
+        coef = a.coef(step - 1, cfg.train.steps)
+        metrics[f"train/coef/{a.name}"] = coef
+        if a.cfg.mask != "all":
+            from alignrl.anchors.masks import reward_gated_mask
+
+            when = "zero" if a.cfg.mask == "reward_zero" else "nonpositive"
+            anchor_rows[f"anchor_mask/{a.name}"] = reward_gated_mask(correct, mask, when).float()
+        if a.cfg.placement == "reward":
+            if a.cfg.moving:
+                raise UserError(f"anchors: {a.name} ({a.cfg.model}) lives in the learner; placement: reward needs "
+                                "a fixed anchor (init, path, soup)")
+            value, _ = anchor_token_terms(batch.rows["logp_rollout"], anchor_rows[f"anchor_logp/{a.name}"],
+                                          divergence=a.cfg.divergence.name, estimator=a.cfg.estimator,
+                                          params=a.divergence_params())
+            gate = anchor_rows.get(f"anchor_mask/{a.name}", mask.float())
+            token_rewards = token_rewards - coef * torch.where(mask, value * gate, torch.zeros_like(value))
+            metrics[f"train/anchor/{a.name}"] = float(masked_mean(value, mask))
+        else:
+            loss_terms.append(AnchorTerm(a.name, a.cfg.divergence.name, a.cfg.estimator, coef,
+                                         a.divergence_params()))
+
+    adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards,
+                                       group_index=contiguous_groups(len(rewards), g)), adv_params)
+    batch = batch.with_rows(advantages=adv.adv.float(), **anchor_rows)
+
+    updates = p.updates_per_step
+    size = len(batch) // updates
+    learner_metrics: list[dict[str, float]] = []
+    for u in range(updates):
+        loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=u == 0)
+        learner_metrics.append(learner.train_step(batch.slice(u * size, (u + 1) * size), loss_fn))
+    t_learn = time.perf_counter()
+
+    bucket_refs = learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB))
+    sync = rollout.load_buckets(bucket_refs)
+    t_sync = time.perf_counter()
+
+    for key in learner_metrics[0]:
+        metrics[f"train/{key}"] = sum(m[key] for m in learner_metrics) / updates
+    lengths = mask.sum(1).float()
+    metrics.update({
+        "train/reward_mean": float(rewards.mean()),
+        "train/accuracy": float(correct.mean()),
+        "train/response_length": float(lengths.mean()),
+        "train/truncated_frac": float(sum(not c.finished for c in completions) / len(completions)),
+        "train/advantage_abs_mean": float(masked_mean(adv.adv.abs(), mask)),
+        "train/kept_group_frac": kept_frac,
+        "time/generate_s": t_gen - t_start, "time/score_s": t_score - t_gen,
+        "time/learner_s": t_learn - t_score, "time/sync_s": t_sync - t_learn, "time/step_s": t_sync - t_start,
+        **{k: float(v) for k, v in sync.items()},
+    })
+    return metrics
+
+
+def _select_groups(parts, n_groups: int, g: int, pad_id: int) -> tuple[RolloutBatch, torch.Tensor, torch.Tensor]:
+    """The first ``n_groups`` informative groups over all rounds, topped up with uninformative ones."""
+    chosen: list[tuple[int, int]] = []
+    for informative in (True, False):
+        for pi, (_, _, _, keep) in enumerate(parts):
+            for gi in range(len(keep)):
+                if bool(keep[gi]) == informative and len(chosen) < n_groups:
+                    chosen.append((pi, gi))
+    chosen.sort()
+    rows = [(pi, gi * g + j) for pi, gi in chosen for j in range(g)]
+    width = max(parts[pi][0].tokens.input_ids.shape[1] for pi, _ in rows)
+
+    def pad(t: torch.Tensor, value) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=value)
+
+    ids, att, lm, lp, rw, cr = [], [], [], [], [], []
+    for pi, r in rows:
+        b, rewards, correct, _ = parts[pi]
+        ids.append(pad(b.tokens.input_ids[r], pad_id))
+        att.append(pad(b.tokens.attention_mask[r], 0))
+        lm.append(pad(b.tokens.loss_mask[r], False))
+        lp.append(pad(b.rows["logp_rollout"][r], 0.0))
+        rw.append(rewards[r])
+        cr.append(correct[r])
+    batch = RolloutBatch(TokenBatch(torch.stack(ids), torch.stack(att), torch.stack(lm)), {"logp_rollout": torch.stack(lp)})
+    return batch, torch.stack(rw), torch.stack(cr)

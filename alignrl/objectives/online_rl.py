@@ -1,0 +1,187 @@
+"""Online RL algorithms as recipe entries (GRPO, Dr. GRPO, DAPO, GSPO, RLOO, REINFORCE++) and their loss.
+
+An algorithm = an advantage estimator (advantages/) + a policy loss (POLICY_LOSSES) + anchor terms
+(anchor_term.py) + an optional entropy bonus, all on one rollout batch:
+
+    L = L_policy(logp, logp_old, A, mask) + Σ_a coef_a(step)·aggregate(m_a ⊙ surrogate_a, mask) − c_H·H
+
+Recipes pick one by name (``algorithm: {name: grpo, group_size: 8, clip_high: 0.28}``); each name is the
+same ``OnlineRLParams`` with the defaults of its paper:
+  grpo          group-normalised A (std), PPO clip, token_mean          arXiv:2402.03300
+  dr_grpo       A = R − mean (no std), seq_mean_token_sum aggregation   arXiv:2503.20783
+  dapo          clip-higher 0.28, token_mean, dynamic sampling, overlong shaping  arXiv:2503.14476
+  gspo          sequence-level ratio (GSPO clip 3e-4/4e-4)              arXiv:2507.18071
+  rloo          leave-one-out baseline, REINFORCE-style (PPO clip at ratio 1) arXiv:2402.14740
+  reinforce_pp  REINFORCE++: global batch-normalised returns            arXiv:2501.03262
+Deviations: with one optimizer step per rollout batch the ratio is exactly 1 (logp_old = logp.detach(),
+as TRL's GRPO with num_iterations = 1), so the clip bounds matter only for ``updates_per_step`` > 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+
+from alignrl.objectives.anchor_term import anchor_token_terms
+from alignrl.objectives.entropy import EntropyParams, entropy_bonus
+from alignrl.ops import AGGREGATION_MODES, aggregate, masked_mean
+from alignrl.ops.reductions import AggregationMode
+from alignrl.registry import ADVANTAGES, POLICY_LOSSES, TRAIN_LOSSES
+from alignrl.types import LossOut
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OnlineRLParams:
+    group_size: int = 8
+    """Samples per prompt (G); train.batch_size must be a multiple of it."""
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline"] = "grpo"
+    """ADVANTAGES entry."""
+    scale_std: bool = True
+    """grpo: divide by the group std (False: Dr. GRPO)."""
+    std_scope: Literal["group", "batch"] = "group"
+    """grpo: whose std divides."""
+    policy_loss: Literal["ppo", "gspo", "reinforce"] = "ppo"
+    """POLICY_LOSSES entry."""
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    """ε_high; DAPO's clip-higher uses 0.28."""
+    dual_clip: float | None = None
+    loss_agg: AggregationMode = "token_mean"
+    entropy_coef: float = 0.0
+    """c_H of the entropy bonus (0: off; the bonus needs the full logits, computed chunked)."""
+    tis_cap: float | None = None
+    """Truncated importance sampling on the rollout/learner log-prob mismatch: w = min(π_learner/π_rollout, C)."""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards are all equal (zero advantage) before the update."""
+    overlong_buffer: int = 0
+    """DAPO soft overlong punishment: completions within this many tokens of max_new_tokens lose reward
+    linearly, down to −overlong_penalty at the limit (0: off)."""
+    overlong_penalty: float = 1.0
+    updates_per_step: int = 1
+    """Optimizer steps per rollout batch (each on batch_size / updates_per_step sequences); > 1 makes the
+    policy off-policy for later updates and the clip active."""
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
+        if self.advantage in ("grpo", "rloo") and self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 for the {self.advantage} advantage, got {self.group_size}")
+        if self.loss_agg not in AGGREGATION_MODES:
+            raise ValueError(f"loss_agg must be one of {', '.join(AGGREGATION_MODES)}, got {self.loss_agg!r}")
+        if self.tis_cap is not None and self.tis_cap < 1.0:
+            raise ValueError(f"tis_cap must be >= 1 (or null), got {self.tis_cap}")
+        if self.overlong_buffer < 0 or self.updates_per_step < 1 or self.entropy_coef < 0:
+            raise ValueError("overlong_buffer must be >= 0, updates_per_step >= 1, entropy_coef >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DrGRPOParams(OnlineRLParams):
+    scale_std: bool = False
+    loss_agg: AggregationMode = "seq_mean_token_sum"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DAPOParams(OnlineRLParams):
+    clip_high: float = 0.28
+    dynamic_sampling: bool = True
+    overlong_buffer: int = 4
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GSPOAlgoParams(OnlineRLParams):
+    policy_loss: Literal["ppo", "gspo", "reinforce"] = "gspo"
+    clip_low: float = 3e-4
+    clip_high: float = 4e-4
+    loss_agg: AggregationMode = "seq_mean_token_mean"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RLOOAlgoParams(OnlineRLParams):
+    group_size: int = 4
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline"] = "rloo"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReinforcePPAlgoParams(OnlineRLParams):
+    group_size: int = 4
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline"] = "reinforce_pp"
+
+
+def pick_params(params_cls: type | None, source: Any, **extra: Any) -> Any:
+    """An entry's Params built from the same-named fields of ``source`` (None if the entry has no Params)."""
+    if params_cls is None:
+        return None
+    names = {f.name for f in fields(params_cls)}
+    kw = {f.name: getattr(source, f.name) for f in fields(source) if f.name in names}
+    return params_cls(**{**kw, **{k: v for k, v in extra.items() if k in names}})
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorTerm:
+    """One anchor term of this step: its name, divergence, estimator and coefficient (placement: loss)."""
+
+    name: str
+    divergence: str
+    estimator: str
+    coef: float
+    divergence_params: Any = None
+
+
+def online_rl_loss(
+    logp: torch.Tensor,
+    mask: torch.Tensor,
+    rows: dict[str, torch.Tensor],
+    p: OnlineRLParams,
+    anchors: tuple[AnchorTerm, ...] = (),
+    *,
+    logits: torch.Tensor | None = None,
+    global_denominator: torch.Tensor | float | None = None,
+) -> LossOut:
+    """L = L_policy + Σ_a coef_a·aggregate(m_a ⊙ surrogate_a) − c_H·H (module docstring).
+
+    Args: logp (B, T) log π_θ of the sampled tokens, with grad; mask (B, T) bool response tokens; rows:
+        ``advantages`` (B, T), ``logp_old`` (B, T) (π_old; logp.detach() for on-policy), optional ``tis``
+        (B, T) weights, and per loss-placed anchor ``anchor_logp/<name>`` (B, T) with optional
+        ``anchor_mask/<name>`` (B, T) float weights; logits (B, T, V) only when entropy_coef > 0.
+    Returns: LossOut(loss, policy metrics + ``anchor/<name>`` (token-mean D estimate over its mask) +
+        ``entropy``).
+    """
+    entry = POLICY_LOSSES.entry(p.policy_loss)
+    policy_params = pick_params(entry.params, p)
+    out = entry.fn(logp, rows["logp_old"], rows["advantages"], mask, policy_params,
+                   weights=rows.get("tis"), global_denominator=global_denominator)
+    loss = out.loss
+    metrics = dict(out.metrics)
+    for a in anchors:
+        value, surrogate = anchor_token_terms(logp, rows[f"anchor_logp/{a.name}"], divergence=a.divergence,
+                                              estimator=a.estimator, params=a.divergence_params)
+        weight = rows.get(f"anchor_mask/{a.name}")
+        m = mask.bool() if weight is None else mask.bool() & (weight != 0)
+        w = torch.ones_like(surrogate) if weight is None else weight.to(surrogate.dtype)
+        term = torch.where(m, w * surrogate, torch.zeros_like(surrogate))
+        loss = loss + a.coef * aggregate(term, mask, p.loss_agg, global_denominator)
+        metrics[f"anchor/{a.name}"] = masked_mean(value, m)
+        metrics[f"anchor/{a.name}/mask_frac"] = masked_mean(m.to(value.dtype), mask)
+    if p.entropy_coef > 0:
+        if logits is None:
+            raise ValueError("online_rl_loss: entropy_coef > 0 needs logits")
+        ent = entropy_bonus(logits, mask, EntropyParams(coef=p.entropy_coef, loss_agg=p.loss_agg),
+                            global_denominator=global_denominator)
+        loss = loss + ent.loss
+        metrics.update(ent.metrics)
+    return LossOut(loss, metrics)
+
+
+def advantage_params(p: OnlineRLParams) -> Any:
+    """The chosen ADVANTAGES entry's Params, filled from the algorithm's same-named knobs."""
+    return pick_params(ADVANTAGES.entry(p.advantage).params, p)
+
+
+ALGORITHMS = {
+    "grpo": OnlineRLParams, "dr_grpo": DrGRPOParams, "dapo": DAPOParams, "gspo": GSPOAlgoParams,
+    "rloo": RLOOAlgoParams, "reinforce_pp": ReinforcePPAlgoParams,
+}
+for _name, _cls in ALGORITHMS.items():
+    TRAIN_LOSSES.register(_name, params=_cls)(online_rl_loss)
