@@ -36,6 +36,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from alignrl.submit import submit
+
+    return submit(args.recipe, args.overrides, address=args.address, overwrite=args.overwrite, wait=not args.no_wait)
+
+
 def _task_source(task: str, n: int, seed: int) -> str:
     if task.startswith("tasks://") or Path(task).suffix in (".jsonl", ".json", ".parquet"):
         return task
@@ -123,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing runs/<name>/ folder")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar (logs still go to the run folder)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("submit", help="run a recipe on a Ray cluster through the Ray Jobs API, streaming its logs")
+    recipe_args(p)
+    p.add_argument("--address", required=True,
+                   help="the cluster's Ray Jobs API (dashboard), e.g. http://HEAD:8265")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder on the cluster")
+    p.add_argument("--no-wait", action="store_true", help="return once submitted instead of streaming the logs")
+    p.set_defaults(func=_cmd_submit)
 
     p = sub.add_parser("eval", help="greedy accuracy, pass@k and mean length of a model on a verifiable task")
     p.add_argument("model", help="HF model folder (e.g. runs/NAME/export)")

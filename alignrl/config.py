@@ -60,6 +60,22 @@ class DataConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LoraConfig:
+    """Train low-rank adapters (PEFT LoRA) instead of all weights; generators get the merged weights."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"r must be >= 1, got {self.r}")
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one module (e.g. q_proj)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LearnerConfig:
     workers: int = 1
     """Data-parallel DeepSpeed learner actors (each holds a model replica or ZeRO shard)."""
@@ -77,6 +93,8 @@ class LearnerConfig:
     bf16: bool = False
     cpus_per_worker: float = 1.0
     """Ray CPU request per learner actor (placement by resource request)."""
+    lora: LoraConfig | None = None
+    """LoRA adapters (``{r: 16, alpha: 32}``); null trains every weight."""
 
     def __post_init__(self) -> None:
         # Each message starts with the field's name: schema.build then reports that field's key and line.

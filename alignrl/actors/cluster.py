@@ -61,7 +61,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, _temp_dir=temp_dir,
             runtime_env={"env_vars": worker_env()}, log_to_driver=False, logging_level="ERROR",
         )
-    else:
+    else:  # inside a submitted job, "auto" finds the job's cluster (RAY_ADDRESS is set by the job supervisor)
         ray.init(address=address, runtime_env={"env_vars": worker_env()}, log_to_driver=False)
     try:
         yield
@@ -73,3 +73,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+def task_error_detail(err: BaseException) -> str:
+    """``Type: message`` of the exception a Ray task raised (not Ray's multi-line wrapper)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__

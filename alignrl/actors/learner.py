@@ -95,6 +95,13 @@ class LearnerGroup:
                 "Check the Ray worker logs (often out of memory: lower learner.micro_batch_size); "
                 "checkpoints written so far are complete"
             ) from None
+        except ray.exceptions.RayTaskError as err:
+            from alignrl.actors.cluster import task_error_detail
+
+            if isinstance(getattr(err, "cause", None), UserError):
+                raise UserError(str(err.cause)) from None
+            raise UserError(f"learner {method} failed in a worker: {task_error_detail(err)}; the run stops here, checkpoints "
+                            "written so far are complete (full traceback in the Ray worker logs)") from None
 
     def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         """Split the batch into equal shards, one per rank; return metrics averaged over ranks."""

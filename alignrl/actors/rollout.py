@@ -16,6 +16,7 @@ from typing import Any
 import ray
 import torch
 
+from alignrl.actors.cluster import task_error_detail
 from alignrl.errors import UserError
 from alignrl.rollout.base import Completion, SamplingConfig
 
@@ -110,7 +111,8 @@ class RolloutGroup:
                 "lower rollout.kv_cache_gib or rollout.workers)"
             ) from None
         except ray.exceptions.RayTaskError as err:
-            raise UserError(f"rollout {what} failed in a worker: {str(err).splitlines()[0]}") from None
+            raise UserError(f"rollout {what} failed in a worker: {task_error_detail(err)} (full traceback in the Ray "
+                            "worker logs)") from None
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
         n = len(self.workers)

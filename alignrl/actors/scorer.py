@@ -8,6 +8,7 @@ import os
 import ray
 import torch
 
+from alignrl.actors.cluster import task_error_detail
 from alignrl.errors import UserError
 from alignrl.ops import token_logprobs
 from alignrl.types import TokenBatch
@@ -68,7 +69,7 @@ class Scorer:
             raise UserError(f"scorer {self.name!r} died during {what}: {str(err).splitlines()[0]}; the run stops "
                             "here, checkpoints written so far are complete") from None
         except ray.exceptions.RayTaskError as err:
-            raise UserError(f"scorer {self.name!r}: {what} failed: {str(err).splitlines()[0]}") from None
+            raise UserError(f"scorer {self.name!r}: {what} failed: {task_error_detail(err)}") from None
 
     def logprobs_async(self, batch: TokenBatch) -> ray.ObjectRef:
         return self.actor.logprobs.remote(batch)

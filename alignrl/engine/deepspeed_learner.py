@@ -38,6 +38,7 @@ class LearnerSettings:
     zero_stage: int = 0
     bf16: bool = False
     seed: int = 0
+    lora: dict | None = None  # peft.LoraConfig keyword arguments (r, lora_alpha, lora_dropout, target_modules)
 
     @property
     def accumulation_steps(self) -> int:
@@ -94,9 +95,15 @@ class DeepSpeedLearner:
         deepspeed.init_distributed(dist_backend=backend, verbose=False)
         torch.manual_seed(s.seed)
         model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        if s.lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **s.lora))
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in trainable if p.ndim >= 2]
+        no_decay = [p for n, p in trainable if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]  # LoRA adapters have no 1-D weights
         optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=s.betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, s))
         self.engine, _, _, _ = deepspeed.initialize(
@@ -142,10 +149,15 @@ class DeepSpeedLearner:
         return metrics
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full (un-sharded) CPU weights under HF names, on every rank (ZeRO-3 shards are gathered)."""
+        """Full (un-sharded) CPU weights under HF names, on every rank (ZeRO-3 shards are gathered).
+
+        With LoRA: the base weights with the adapters merged in (W + s·B·A), under the base model's names.
+        """
         import deepspeed
 
         module = self.engine.module
+        if self.settings.lora is not None:
+            return merged_lora_state_dict(module)
         if self.settings.zero_stage == 3:
             params = list(module.parameters())
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
@@ -156,6 +168,28 @@ class DeepSpeedLearner:
         """DeepSpeed's own checkpoint (optimizer + scheduler + weights) for exact resume; collective."""
         self.engine.save_checkpoint(directory, tag=tag)
 
+    def policy_module(self) -> torch.nn.Module:
+        return self.engine.module
+
     @property
     def rank(self) -> int:
         return int(os.environ.get("RANK", "0"))
+
+
+@torch.no_grad()
+def merged_lora_state_dict(peft_model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's state dict with every LoRA adapter merged, under plain HF names (a copy on CPU).
+
+    Merges in place, copies, then unmerges, so training continues on the unmerged adapters.
+    """
+    peft_model.merge_adapter()
+    try:
+        base = peft_model.get_base_model()
+        out = {}
+        for name, t in base.state_dict().items():
+            if "lora_" in name:
+                continue
+            out[name.replace(".base_layer", "")] = t.detach().to("cpu", copy=True)
+        return out
+    finally:
+        peft_model.unmerge_adapter()

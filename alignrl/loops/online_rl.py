@@ -178,6 +178,22 @@ def _prompt_stream(examples: list[Example], n: int, seed: int):
             yield [examples[i] for i in order[start:start + n]]
 
 
+def check_local_cpus(cfg: RunConfig) -> None:
+    """On the embedded Ray, fail at once (not after a scheduling timeout) when the actors ask for more CPUs
+    than the machine has."""
+    import ray
+
+    rc = cfg.rollout
+    asks = {"learner": cfg.learner.workers * cfg.learner.cpus_per_worker, "rollout": rc.workers * rc.cpus_per_worker}
+    asks.update({f"scorer {n}": a.cpus for n, a in zip(cfg.anchor_names, cfg.anchors) if not a.moving})
+    have = ray.cluster_resources().get("CPU", 0.0)
+    if sum(asks.values()) > have + 1e-9:
+        parts = ", ".join(f"{k} {v:g}" for k, v in asks.items())
+        raise UserError(f"the actors ask for {sum(asks.values()):g} CPUs ({parts}) but the local Ray has {have:g}; "
+                        "lower learner.cpus_per_worker, rollout.cpus_per_worker or anchors[].cpus (fractions are "
+                        "fine), or raise ray.num_cpus")
+
+
 # ---- the loop -------------------------------------------------------------------------------------------
 
 def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
@@ -205,6 +221,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                       live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]))
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        if cfg.ray.address is None:
+            check_local_cpus(cfg)
         colocated = rc.placement == "colocated"
         learner = LearnerGroup(
             learner_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker,

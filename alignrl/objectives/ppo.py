@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from alignrl.ops import AGGREGATION_MODES, aggregate, masked_mean
+from alignrl.ops import AGGREGATION_MODES, aggregate
 from alignrl.ops.reductions import AggregationMode
 from alignrl.registry import POLICY_LOSSES
 from alignrl.types import LossOut
