@@ -29,8 +29,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from alignrl.config import load_recipe
     from alignrl.loops import run_recipe
 
-    cfg = load_recipe(args.recipe, args.overrides)
-    metrics = run_recipe(cfg, overwrite=args.overwrite, show_progress=not args.no_progress)
+    overrides = list(args.overrides)
+    if args.resume is not None:
+        if args.recipe is not None:  # `run --resume DIR k=v ...`: the first override landed in `recipe`
+            overrides.insert(0, args.recipe)
+        run_dir = Path(args.resume)
+        recipe = run_dir / "recipe.yaml"
+        if not recipe.is_file():
+            raise UserError(f"--resume {run_dir}: no recipe.yaml there; give a run folder (runs/NAME)")
+        overrides += [f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
+        cfg = load_recipe(recipe, overrides)
+    elif args.recipe is None:
+        raise UserError("run: give a recipe YAML (or --resume runs/NAME)")
+    else:
+        cfg = load_recipe(args.recipe, overrides)
+    metrics = run_recipe(cfg, overwrite=args.overwrite, show_progress=not args.no_progress,
+                         resume=args.resume is not None)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
     print(f"run {cfg.name} finished: {cfg.run_dir}/" + (f"  ({summary})" if summary else ""))
     return 0
@@ -125,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run a recipe on an embedded local Ray (or ray.address)")
-    recipe_args(p)
+    p.add_argument("recipe", nargs="?", help="recipe YAML file (omit with --resume)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides applied after the file, e.g. train.steps=10 learner.lr=3e-4")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue runs/NAME from its last checkpoint (its recipe.yaml; overrides such as "
+                        "train.steps=N still apply)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing runs/<name>/ folder")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar (logs still go to the run folder)")
     p.set_defaults(func=_cmd_run)

@@ -14,19 +14,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class Tracker:
     """Append-only metrics log of one run: ``metrics.jsonl`` (one object per line) + TensorBoard events."""
 
-    def __init__(self, run_dir: Path, total_steps: int, *, show_progress: bool = True, live_keys=("loss",)) -> None:
+    def __init__(self, run_dir: Path, total_steps: int, *, show_progress: bool = True, live_keys=("loss",),
+                 resume_step: int | None = None) -> None:
+        """``resume_step``: continue a run from its checkpoint at that step; records after it (written after
+        the checkpoint by the interrupted run) are dropped from metrics.jsonl and TensorBoard."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
-        self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)
-        self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        path = run_dir / "metrics.jsonl"
+        if resume_step is not None and path.is_file():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            tmp = path.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(path)
+        self.jsonl = open(path, "a", buffering=1)
+        self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                purge_step=None if resume_step is None else resume_step + 1)
         self.live_keys = live_keys
         self.start = time.time()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[live]}"), disable=not show_progress,
         )
-        self.task = self.progress.add_task(run_dir.name, total=total_steps, live="")
+        self.task = self.progress.add_task(run_dir.name, total=total_steps, live="", completed=resume_step or 0)
         self.progress.start()
 
     def log(self, step: int, metrics: dict[str, float], *, advance: bool = True) -> None:

@@ -39,6 +39,15 @@ class LearnerWorker:
     def save_engine_state(self, directory: str, tag: str) -> None:
         self.learner.save_engine_state(directory, tag)
 
+    def load_engine_state(self, directory: str, tag: str, steps_taken: int) -> None:
+        self.learner.load_engine_state(directory, tag, steps_taken)
+
+    def anchor_states(self) -> dict:
+        return self.learner.anchor_states() if self.learner.rank == 0 else {}
+
+    def load_anchor_states(self, states: dict) -> None:
+        self.learner.load_anchor_states(states)
+
     def weight_bucket_refs(self, bucket_bytes: int) -> list[ray.ObjectRef]:
         """Gather full weights (collective) and, on rank 0, put them in the object store in whole-layer
         buckets; other ranks return []."""
@@ -121,6 +130,15 @@ class LearnerGroup:
     def weight_bucket_refs(self, bucket_bytes: int) -> list[ray.ObjectRef]:
         """Full weights as object-store buckets of whole layers (rank 0's; every rank joins the gather)."""
         return self._call("weight_bucket_refs", [(bucket_bytes,)] * len(self.workers))[0]
+
+    def load_engine_state(self, directory: str, tag: str, steps_taken: int) -> None:
+        self._call("load_engine_state", [(directory, tag, steps_taken)] * len(self.workers))
+
+    def anchor_states(self) -> dict:
+        return self._call("anchor_states", [()] * len(self.workers))[0]
+
+    def load_anchor_states(self, states: dict) -> None:
+        self._call("load_anchor_states", [(states,)] * len(self.workers))
 
     def bundle(self, index: int) -> tuple:
         """(placement group, bundle index) of learner worker ``index``, to colocate another actor with it."""

@@ -168,6 +168,25 @@ class DeepSpeedLearner:
         """DeepSpeed's own checkpoint (optimizer + scheduler + weights) for exact resume; collective."""
         self.engine.save_checkpoint(directory, tag=tag)
 
+    def load_engine_state(self, directory: str, tag: str, steps_taken: int) -> None:
+        """Restore weights, optimizer and scheduler from ``save_engine_state``'s folder (collective)."""
+        path, _ = self.engine.load_checkpoint(directory, tag=tag, load_optimizer_states=True,
+                                              load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} under {directory}")
+        self.steps_taken = steps_taken
+
+    def anchor_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The moving anchors' weights (CPU copies), for checkpoints."""
+        if self.anchors is None:
+            return {}
+        return {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+                for name, m in self.anchors.models.items()}
+
+    def load_anchor_states(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        for name, state in states.items():
+            self.anchors.models[name].load_state_dict(state)
+
     def policy_module(self) -> torch.nn.Module:
         return self.engine.module
 

@@ -6,9 +6,12 @@ from alignrl.config import RunConfig
 from alignrl.errors import UserError
 
 
-def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Run the loop that serves ``cfg.algorithm.name``; returns its final metrics."""
+def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True, resume: bool = False) -> dict:
+    """Run the loop that serves ``cfg.algorithm.name``; returns its final metrics. ``resume``: continue
+    ``cfg.run_dir`` from its last checkpoint (online RL)."""
     name = cfg.algorithm.name
+    if resume and not cfg.is_online_rl:
+        raise UserError(f"--resume: continuing a {name} run is not supported yet (online RL runs only)")
     if name == "sft":
         from alignrl.loops.sft import run_sft
 
@@ -16,5 +19,5 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
     if cfg.is_online_rl:
         from alignrl.loops.online_rl import run_online_rl
 
-        return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress)
+        return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume)
     raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft and online RL)")

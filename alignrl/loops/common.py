@@ -41,9 +41,13 @@ def create_run_dir(cfg: RunConfig, *, overwrite: bool) -> Path:
     return run_dir
 
 
-def prepare_policy(cfg: RunConfig, run_dir: Path) -> Path:
-    """The starting HF folder: a fresh tiny model or an imported GGUF go to ``run_dir/init``."""
+def prepare_policy(cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> Path:
+    """The starting HF folder: a fresh tiny model or an imported GGUF go to ``run_dir/init`` (kept on resume)."""
     policy = cfg.policy
+    if resume and (policy.tiny is not None or policy.path.endswith(".gguf")):
+        if not (run_dir / "init" / "config.json").is_file():
+            raise UserError(f"--resume {run_dir}: its init/ model folder is missing; the run cannot be resumed")
+        return run_dir / "init"
     if policy.tiny is not None:
         from alignrl.models.tiny import build_tiny_model
 
@@ -117,13 +121,21 @@ def learner_settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
     )
 
 
-def save_checkpoint(group, state: dict, model_dir: Path, run_dir: Path, step: int) -> Path:
-    """``checkpoints/step_N/{hf,deepspeed}`` written under a temp name and renamed when complete."""
+def save_checkpoint(group, state: dict, model_dir: Path, run_dir: Path, step: int, *, extra: dict | None = None,
+                    anchors: dict[str, dict] | None = None) -> Path:
+    """``checkpoints/step_N/{hf,deepspeed,anchors/NAME.safetensors,trainer_state.json}`` written under a temp
+    name and renamed when complete; ``extra`` goes into trainer_state.json (what a resume needs)."""
     final = run_dir / "checkpoints" / f"step_{step:06d}"
     with atomic_dir(final, overwrite=True) as tmp:
         group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
         save_hf_folder(state, model_dir, tmp / "hf")
-        write_json(tmp / "trainer_state.json", {"step": step})
+        if anchors:
+            from safetensors.torch import save_file
+
+            (tmp / "anchors").mkdir()
+            for name, tensors in anchors.items():
+                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "anchors" / f"{name}.safetensors"))
+        write_json(tmp / "trainer_state.json", {"step": step, **(extra or {})})
     return final
 
 

@@ -11,6 +11,7 @@ Evaluation runs on the rollout workers, which hold the learner's current weights
 from __future__ import annotations
 
 import functools
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -165,6 +166,23 @@ class RemoteEngine:
         return self.group.generate(prompts, sampling)
 
 
+class PromptStream:
+    """Endless seeded shuffled batches of ``n`` prompts that counts what it gave (a resume skips as many)."""
+
+    def __init__(self, examples: list[Example], n: int, seed: int, skip: int = 0) -> None:
+        self._it = _prompt_stream(examples, n, seed)
+        self.taken = 0
+        for _ in range(skip):
+            next(self)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[Example]:
+        self.taken += 1
+        return next(self._it)
+
+
 def _prompt_stream(examples: list[Example], n: int, seed: int):
     """Endless seeded shuffled batches of ``n`` prompts (a short tail is dropped each epoch)."""
     rng = random.Random(seed)
@@ -196,21 +214,37 @@ def check_local_cpus(cfg: RunConfig) -> None:
 
 # ---- the loop -------------------------------------------------------------------------------------------
 
-def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Run an online-RL recipe end to end; returns the final eval metrics."""
-    from alignrl.export import export_run
+def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True,
+                  resume: bool = False) -> dict:
+    """Run an online-RL recipe end to end; returns the final eval metrics.
+
+    ``resume``: continue ``cfg.run_dir`` from its last checkpoint (weights, optimizer, scheduler, moving
+    anchors, the prompt stream's position); sampling seeds derive from (seed, step), so the continued run's
+    metrics equal an uninterrupted run's.
+    """
+    from alignrl.export import export_run, find_checkpoint
     from alignrl.models.loading import load_tokenizer
 
     seed_everything(cfg.seed)
     p: OnlineRLParams = cfg.algorithm.params
     data = load_run_data(cfg)
     task = task_of(cfg.data.train)
-    run_dir = create_run_dir(cfg, overwrite=overwrite)
-    model_dir = prepare_policy(cfg, run_dir)
+    checkpoint, trainer_state = None, {"step": 0, "prompt_batches": 0}
+    if resume:
+        run_dir = cfg.run_dir
+        checkpoint = find_checkpoint(run_dir, "latest")
+        trainer_state = json.loads((checkpoint / "trainer_state.json").read_text())
+        if trainer_state["step"] >= cfg.train.steps:
+            raise UserError(f"--resume {run_dir}: its last checkpoint is at step {trainer_state['step']}, the recipe "
+                            f"stops at train.steps={cfg.train.steps}; raise train.steps to continue")
+    else:
+        run_dir = create_run_dir(cfg, overwrite=overwrite)
+    model_dir = prepare_policy(cfg, run_dir, resume=resume)
     tokenizer = load_tokenizer(model_dir)
     group_size = p.group_size
     n_prompts = cfg.train.batch_size // group_size
-    prompts_iter = _prompt_stream(data.train, n_prompts, cfg.seed)
+    prompts_iter = PromptStream(data.train, n_prompts, cfg.seed, skip=trainer_state["prompt_batches"])
+    first_step = trainer_state["step"] + 1
     plans = [AnchorPlan(n, a) for n, a in zip(cfg.anchor_names, cfg.anchors)]
     adv_entry = ADVANTAGES.entry(p.advantage)
     adv_params = advantage_params(p)
@@ -218,7 +252,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     sampling = dict(n=group_size, temperature=rc.temperature, top_p=rc.top_p, max_new_tokens=rc.max_new_tokens,
                     logprobs=True)
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress,
-                      live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]))
+                      live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]),
+                      resume_step=trainer_state["step"] if resume else None)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         if cfg.ray.address is None:
@@ -242,6 +277,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             )
             scorers = start_scorers(plans, model_dir, cfg)
             engine = RemoteEngine(rollout)
+            if checkpoint is not None:
+                _restore(checkpoint, trainer_state["step"], learner, rollout, cfg)
 
             def evaluate_now(step: int) -> dict:
                 result = run_eval(engine, data, cfg) or {}
@@ -250,9 +287,9 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                                 | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
                 return result
 
-            if data.eval and cfg.train.eval_every:
+            if data.eval and cfg.train.eval_every and not resume:
                 final = evaluate_now(0)
-            for step in range(1, cfg.train.steps + 1):
+            for step in range(first_step, cfg.train.steps + 1):
                 metrics = _one_step(step, cfg, p, plans, task, next(prompts_iter), prompts_iter, tokenizer,
                                     rollout, scorers, learner, adv_entry, adv_params, sampling)
                 check_finite(step, metrics)
@@ -262,7 +299,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 if data.eval and (last or every(step, cfg.train.eval_every)):
                     final = evaluate_now(step)
                 if last or every(step, cfg.train.checkpoint_every):
-                    save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step)
+                    save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step,
+                                    extra={"prompt_batches": prompts_iter.taken}, anchors=learner.anchor_states())
             if cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
@@ -277,6 +315,17 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     keys = ("train/reward_mean", "eval/accuracy", *(f"train/anchor/{a.name}" for a in plans), "train/response_length")
     plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png", keys)
     return final.get("metrics", {})
+
+
+def _restore(checkpoint: Path, step: int, learner: LearnerGroup, rollout: RolloutGroup, cfg: RunConfig) -> None:
+    """Learner state, moving anchors and the generators' weights from ``checkpoint`` (taken after ``step``)."""
+    learner.load_engine_state(str(checkpoint / "deepspeed"), f"step_{step}", step)
+    anchor_dir = checkpoint / "anchors"
+    if anchor_dir.is_dir():
+        from safetensors.torch import load_file
+
+        learner.load_anchor_states({f.stem: load_file(str(f)) for f in sorted(anchor_dir.glob("*.safetensors"))})
+    rollout.load_buckets(learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB)))
 
 
 def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, task: str, tokenizer,
