@@ -62,15 +62,16 @@ class Surrogate(NamedTuple):
     loss: torch.Tensor          # (B, T) per-token ℓ_t
     clipped_low: torch.Tensor   # (B, T) bool, A < 0 and s < 1 − ε_low: clipped, zero gradient
     clipped_high: torch.Tensor  # (B, T) bool, A > 0 and s > 1 + ε_high: clipped, zero gradient
-    dual_clipped: torch.Tensor  # (B, T) bool, A < 0 and s > c: bounded by −c·A, zero gradient
+    dual_clipped: torch.Tensor | None  # (B, T) bool, A < 0 and s > c: bounded by −c·A, zero gradient; None: no dual clip
 
 
 def clipped_surrogate(
     ratio: torch.Tensor, adv: torch.Tensor, clip_low: float, clip_high: float, dual_clip: float | None
 ) -> Surrogate:
     """ℓ = max(−A·s, −A·clip(s, 1 − ε_low, 1 + ε_high)), then min(ℓ, −c·A) where A < 0. (B, T) -> Surrogate."""
-    loss = torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high))
-    dual = torch.zeros_like(ratio, dtype=torch.bool)
+    neg_adv = -adv
+    loss = torch.maximum(neg_adv * ratio, neg_adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high))
+    dual = None
     if dual_clip is not None:
         loss = torch.where(adv < 0, torch.minimum(loss, -dual_clip * adv), loss)
         dual = (adv < 0) & (ratio > dual_clip)
@@ -87,9 +88,10 @@ def masked_extremes(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def ratio_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, sur: Surrogate | None = None) -> dict[str, torch.Tensor]:
+def ratio_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, sur: Surrogate | None = None,
+                  ratio: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """approx_kl = mean (s − 1) − log s (k3 estimate of KL(π_old‖π_θ)), ratio mean/min/max and clip fractions."""
-    ratio = log_ratio.exp()
+    ratio = log_ratio.exp() if ratio is None else ratio.detach()
     lo, hi = masked_extremes(ratio, mask)
     f = ratio.dtype
     m = mask.to(f).flatten()
@@ -103,7 +105,7 @@ def ratio_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, sur: Surrogate | 
         out["clipfrac"] = mean(sur.clipped_low | sur.clipped_high)
         out["clipfrac_low"] = mean(sur.clipped_low)
         out["clipfrac_high"] = mean(sur.clipped_high)
-        out["dual_clipfrac"] = mean(sur.dual_clipped)
+        out["dual_clipfrac"] = mean(sur.dual_clipped) if sur.dual_clipped is not None else torch.zeros((), dtype=f)
     return out
 
 
@@ -113,11 +115,17 @@ def aggregate_policy_loss(
     loss_agg: str,
     weights: torch.Tensor | None,
     global_denominator: torch.Tensor | float | None,
+    *,
+    zero_off_mask: bool = False,
 ) -> torch.Tensor:
-    """aggregate(w·ℓ, mask): optional per-token weights, masked tokens set to exactly 0 first."""
+    """aggregate(w·ℓ, mask): optional per-token weights, masked tokens set to exactly 0 first.
+
+    ``zero_off_mask``: the caller guarantees ℓ is exactly 0 off the mask (saves a pass when there are no weights).
+    """
     if weights is not None:
         per_token = per_token * weights
-    per_token = torch.where(mask.bool(), per_token, torch.zeros_like(per_token))
+    if weights is not None or not zero_off_mask:
+        per_token = torch.where(mask.bool(), per_token, torch.zeros_like(per_token))
     return aggregate(per_token, mask, loss_agg, global_denominator)
 
 
@@ -149,6 +157,8 @@ def ppo_loss(
     """
     adv = torch.where(mask.bool(), adv, torch.zeros_like(adv))
     log_ratio = masked_log_ratio(logp, logp_old, mask, p.log_ratio_clamp)
-    sur = clipped_surrogate(log_ratio.exp(), adv, p.clip_low, p.clip_high, p.dual_clip)
-    loss = aggregate_policy_loss(sur.loss, mask, p.loss_agg, weights, global_denominator)
-    return LossOut(loss, ratio_metrics(log_ratio, mask, sur))
+    ratio = log_ratio.exp()
+    sur = clipped_surrogate(ratio, adv, p.clip_low, p.clip_high, p.dual_clip)
+    # adv and log_ratio are 0 off the mask, so the surrogate is exactly 0 there (also under dual-clip)
+    loss = aggregate_policy_loss(sur.loss, mask, p.loss_agg, weights, global_denominator, zero_off_mask=True)
+    return LossOut(loss, ratio_metrics(log_ratio, mask, sur, ratio))
