@@ -106,6 +106,9 @@ class LearnerConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {list(self.betas)}")
+        if self.lora is not None and self.zero_stage == 3:
+            raise ValueError("lora with zero_stage 3 is not supported (the merged-weight gather assumes whole "
+                             "parameters on each rank); use zero_stage 0-2")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -304,6 +307,9 @@ def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
         if a.model == "elastic_reset" and cfg.learner.zero_stage != 0:
             fail(f"anchors[{i}].model", origins, "elastic_reset rewrites the policy's weights in place, which "
                  "needs learner.zero_stage: 0 (ZeRO 1-3 keep a separate master copy)")
+        if a.moving and a.placement == "reward":
+            fail(f"anchors[{i}].placement", origins, f"{a.model} anchors live in the learner; placement: reward needs "
+                 "a fixed anchor (init, path, soup)")
         if a.moving and cfg.learner.zero_stage == 3:
             fail(f"anchors[{i}].model", origins, f"{a.model} anchors live in the learner and need full weights "
                  "on each rank: use learner.zero_stage 0-2")

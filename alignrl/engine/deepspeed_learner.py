@@ -187,9 +187,6 @@ class DeepSpeedLearner:
         for name, state in states.items():
             self.anchors.models[name].load_state_dict(state)
 
-    def policy_module(self) -> torch.nn.Module:
-        return self.engine.module
-
     @property
     def rank(self) -> int:
         return int(os.environ.get("RANK", "0"))

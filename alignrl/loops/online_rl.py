@@ -380,10 +380,7 @@ def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollo
 
             when = "zero" if a.cfg.mask == "reward_zero" else "nonpositive"
             anchor_rows[f"anchor_mask/{a.name}"] = reward_gated_mask(correct, mask, when).float()
-        if a.cfg.placement == "reward":
-            if a.cfg.moving:
-                raise UserError(f"anchors: {a.name} ({a.cfg.model}) lives in the learner; placement: reward needs "
-                                "a fixed anchor (init, path, soup)")
+        if a.cfg.placement == "reward":  # fixed anchors only (checked at recipe load)
             value, _ = anchor_token_terms(batch.rows["logp_rollout"], anchor_rows[f"anchor_logp/{a.name}"],
                                           divergence=a.cfg.divergence.name, estimator=a.cfg.estimator,
                                           params=a.divergence_params())
