@@ -42,6 +42,9 @@ class LearnerWorker:
     def load_engine_state(self, directory: str, tag: str, steps_taken: int) -> None:
         self.learner.load_engine_state(directory, tag, steps_taken)
 
+    def forward_values(self, shard: TokenBatch) -> torch.Tensor:
+        return self.learner.forward_values(shard)
+
     def anchor_states(self) -> dict:
         return self.learner.anchor_states() if self.learner.rank == 0 else {}
 
@@ -133,6 +136,12 @@ class LearnerGroup:
 
     def load_engine_state(self, directory: str, tag: str, steps_taken: int) -> None:
         self._call("load_engine_state", [(directory, tag, steps_taken)] * len(self.workers))
+
+    def forward_values(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, T) critic values, the batch split over the ranks like ``train_step``."""
+        n = len(self.workers)
+        size = len(batch) // n
+        return torch.cat(self._call("forward_values", [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]))
 
     def anchor_states(self) -> dict:
         return self._call("anchor_states", [()] * len(self.workers))[0]

@@ -39,6 +39,7 @@ class LearnerSettings:
     bf16: bool = False
     seed: int = 0
     lora: dict | None = None  # peft.LoraConfig keyword arguments (r, lora_alpha, lora_dropout, target_modules)
+    model_kind: str = "causal_lm"  # or "value": the same backbone with a scalar head (the PPO critic)
 
     @property
     def accumulation_steps(self) -> int:
@@ -94,7 +95,13 @@ class DeepSpeedLearner:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, verbose=False)
         torch.manual_seed(s.seed)
-        model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
+        if s.model_kind == "value":
+            from transformers import AutoModelForTokenClassification
+
+            model = AutoModelForTokenClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32)
+            torch.nn.init.zeros_(model.score.weight)  # V ≡ 0 at the start: no random baseline noise
+        else:
+            model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
         if s.lora is not None:
             from peft import LoraConfig, get_peft_model
 
@@ -147,6 +154,18 @@ class DeepSpeedLearner:
         if self.anchors is not None and self.anchors.update(self.steps_taken):
             metrics["anchor_reset"] = 1.0
         return metrics
+
+    @torch.no_grad()
+    def forward_values(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, T) critic values aligned like token log-probs: V[:, t] = V(s_t) read at position t − 1 (the state
+        before token t is chosen), 0 at position 0."""
+        engine = self.engine
+        engine.eval()
+        out = []
+        for start in range(0, len(batch), self.settings.micro_batch_size):
+            micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
+            out.append(value_predictions(engine, micro).float().cpu())
+        return torch.cat(out)
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """Full (un-sharded) CPU weights under HF names, on every rank (ZeRO-3 shards are gathered).
@@ -209,3 +228,9 @@ def merged_lora_state_dict(peft_model: torch.nn.Module) -> dict[str, torch.Tenso
         return out
     finally:
         peft_model.unmerge_adapter()
+
+
+def value_predictions(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """(B, T) V(s_t) for the action at position t, from a scalar-head model: its output at t − 1; 0 at t = 0."""
+    scores = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[..., 0]  # (B, T)
+    return torch.nn.functional.pad(scores[:, :-1], (1, 0), value=0.0)

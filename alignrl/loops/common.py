@@ -122,12 +122,14 @@ def learner_settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
 
 
 def save_checkpoint(group, state: dict, model_dir: Path, run_dir: Path, step: int, *, extra: dict | None = None,
-                    anchors: dict[str, dict] | None = None) -> Path:
-    """``checkpoints/step_N/{hf,deepspeed,anchors/NAME.safetensors,trainer_state.json}`` written under a temp
+                    anchors: dict[str, dict] | None = None, others: dict | None = None) -> Path:
+    """``checkpoints/step_N/{hf,deepspeed,<others>,anchors/NAME.safetensors,trainer_state.json}`` written under a temp
     name and renamed when complete; ``extra`` goes into trainer_state.json (what a resume needs)."""
     final = run_dir / "checkpoints" / f"step_{step:06d}"
     with atomic_dir(final, overwrite=True) as tmp:
         group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
+        for name, other in (others or {}).items():  # more learner groups, e.g. the PPO critic
+            other.save_engine_state(str(tmp / name), tag=f"step_{step}")
         save_hf_folder(state, model_dir, tmp / "hf")
         if anchors:
             from safetensors.torch import save_file

@@ -10,6 +10,7 @@ Evaluation runs on the rollout workers, which hold the learner's current weights
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import random
@@ -27,6 +28,7 @@ from alignrl.actors.scorer import Scorer
 from alignrl.advantages.base import AdvantageInputs, contiguous_groups
 from alignrl.config import AnchorConfig, RunConfig
 from alignrl.data.sources import task_of
+from alignrl.engine.deepspeed_learner import value_predictions
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
 from alignrl.loops.common import (
@@ -41,9 +43,10 @@ from alignrl.loops.common import (
     seed_everything,
     write_json,
 )
-from alignrl.objectives.anchor_term import CoefSchedule, anchor_token_terms, coef_at
+from alignrl.objectives.anchor_term import CoefSchedule, adaptive_coef, anchor_token_terms, coef_at
 from alignrl.objectives.online_rl import AnchorTerm, OnlineRLParams, advantage_params, online_rl_loss
 from alignrl.objectives.tis import TISParams, tis_weights
+from alignrl.objectives.value import ValueParams, value_loss
 from alignrl.ops import masked_mean, token_logprobs
 from alignrl.registry import ADVANTAGES, DIVERGENCES
 from alignrl.rollout.base import Completion, SamplingConfig
@@ -79,6 +82,12 @@ def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: t
     metrics = {**out.metrics, **tis_metrics, "logp_mismatch_mean": masked_mean(diff, mask),
                "logp_mismatch_max": diff.max()}
     return LossOut(out.loss, metrics)
+
+
+def critic_micro_loss(model, micro: RolloutBatch, params: ValueParams) -> LossOut:
+    """The PPO critic's clipped value loss on one micro-batch (rows ``values_old``, ``returns``)."""
+    values = value_predictions(model, micro.tokens)
+    return value_loss(values, micro.rows["values_old"], micro.rows["returns"], micro.tokens.loss_mask, params)
 
 
 # ---- batch building (driver) ----------------------------------------------------------------------------
@@ -122,8 +131,10 @@ class AnchorPlan:
     name: str
     cfg: AnchorConfig
 
-    def coef(self, step: int, total: int) -> float:
+    def coef(self, step: int, total: int, adaptive_now: dict[str, float]) -> float:
         c = self.cfg.coef
+        if isinstance(c, CoefSchedule) and c.schedule == "adaptive":
+            return adaptive_now.setdefault(self.name, c.start)
         return coef_at(step, c, total) if isinstance(c, CoefSchedule) else float(c)
 
     def divergence_params(self) -> Any:
@@ -203,6 +214,8 @@ def check_local_cpus(cfg: RunConfig) -> None:
 
     rc = cfg.rollout
     asks = {"learner": cfg.learner.workers * cfg.learner.cpus_per_worker, "rollout": rc.workers * rc.cpus_per_worker}
+    if cfg.algorithm.params.advantage == "gae":
+        asks["critic"] = cfg.learner.workers * cfg.learner.cpus_per_worker
     asks.update({f"scorer {n}": a.cpus for n, a in zip(cfg.anchor_names, cfg.anchors) if not a.moving})
     have = ray.cluster_resources().get("CPU", 0.0)
     if sum(asks.values()) > have + 1e-9:
@@ -264,8 +277,13 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             moving_anchors=moving_anchor_specs(plans) or None,
             extra_bundle={"CPU": rc.cpus_per_worker} if colocated else None,
         )
-        rollout = scorers = None
+        rollout = scorers = critic = None
         try:
+            if p.advantage == "gae":
+                critic = LearnerGroup(
+                    dataclasses.replace(learner_settings(cfg, model_dir), model_kind="value", lora=None,
+                                        lr=p.critic_lr or cfg.learner.lr),
+                    cpus_per_worker=cfg.learner.cpus_per_worker)
             if colocated and rc.workers > cfg.learner.workers:
                 raise UserError(f"rollout.workers {rc.workers} > learner.workers {cfg.learner.workers}: colocated "
                                 "placement puts one rollout worker beside each learner worker")
@@ -277,8 +295,9 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             )
             scorers = start_scorers(plans, model_dir, cfg)
             engine = RemoteEngine(rollout)
+            adaptive_now: dict[str, float] = dict(trainer_state.get("adaptive_coefs", {}))
             if checkpoint is not None:
-                _restore(checkpoint, trainer_state["step"], learner, rollout, cfg)
+                _restore(checkpoint, trainer_state["step"], learner, rollout, cfg, critic)
 
             def evaluate_now(step: int) -> dict:
                 result = run_eval(engine, data, cfg) or {}
@@ -291,7 +310,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 final = evaluate_now(0)
             for step in range(first_step, cfg.train.steps + 1):
                 metrics = _one_step(step, cfg, p, plans, task, next(prompts_iter), prompts_iter, tokenizer,
-                                    rollout, scorers, learner, adv_entry, adv_params, sampling)
+                                    rollout, scorers, learner, adv_entry, adv_params, sampling, critic, adaptive_now)
                 check_finite(step, metrics)
                 tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
                             | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
@@ -300,7 +319,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                     final = evaluate_now(step)
                 if last or every(step, cfg.train.checkpoint_every):
                     save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step,
-                                    extra={"prompt_batches": prompts_iter.taken}, anchors=learner.anchor_states())
+                                    extra={"prompt_batches": prompts_iter.taken, "adaptive_coefs": adaptive_now},
+                                    anchors=learner.anchor_states(), others={"critic": critic} if critic else None)
             if cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
@@ -309,6 +329,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 s.shutdown()
             if rollout is not None:
                 rollout.shutdown()
+            if critic is not None:
+                critic.shutdown()
             learner.shutdown()
     if final:
         write_json(run_dir / "eval.json", final)
@@ -317,9 +339,12 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     return final.get("metrics", {})
 
 
-def _restore(checkpoint: Path, step: int, learner: LearnerGroup, rollout: RolloutGroup, cfg: RunConfig) -> None:
-    """Learner state, moving anchors and the generators' weights from ``checkpoint`` (taken after ``step``)."""
+def _restore(checkpoint: Path, step: int, learner: LearnerGroup, rollout: RolloutGroup, cfg: RunConfig,
+             critic: LearnerGroup | None) -> None:
+    """Learner (and critic) state, moving anchors and the generators' weights from ``checkpoint`` (after ``step``)."""
     learner.load_engine_state(str(checkpoint / "deepspeed"), f"step_{step}", step)
+    if critic is not None:
+        critic.load_engine_state(str(checkpoint / "critic"), f"step_{step}", step)
     anchor_dir = checkpoint / "anchors"
     if anchor_dir.is_dir():
         from safetensors.torch import load_file
@@ -341,7 +366,7 @@ def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, ta
 
 
 def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollout, scorers, learner,
-              adv_entry, adv_params, sampling) -> dict[str, float]:
+              adv_entry, adv_params, sampling, critic=None, adaptive_now=None) -> dict[str, float]:
     t_start = time.perf_counter()
     g = p.group_size
     batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
@@ -373,7 +398,7 @@ def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollo
     loss_terms = []
     metrics: dict[str, float] = {}
     for a in plans:
-        coef = a.coef(step - 1, cfg.train.steps)
+        coef = a.coef(step - 1, cfg.train.steps, adaptive_now if adaptive_now is not None else {})
         metrics[f"train/coef/{a.name}"] = coef
         if a.cfg.mask != "all":
             from alignrl.anchors.masks import reward_gated_mask
@@ -391,9 +416,15 @@ def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollo
             loss_terms.append(AnchorTerm(a.name, a.cfg.divergence.name, a.cfg.estimator, coef,
                                          a.divergence_params()))
 
-    adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards,
+    values = critic.forward_values(tokens) if critic is not None else None
+    adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards, values=values,
                                        group_index=contiguous_groups(len(rewards), g)), adv_params)
     batch = batch.with_rows(advantages=adv.adv.float(), **anchor_rows)
+    if critic is not None:  # the critic learns from this batch's returns while the policy does its step
+        critic_batch = batch.with_rows(values_old=values, returns=adv.returns.float())
+        critic_fn = functools.partial(critic_micro_loss, params=ValueParams(clip=p.value_clip, loss_agg=p.loss_agg))
+        for key, value in critic.train_step(critic_batch, critic_fn).items():
+            metrics[f"critic/{key}"] = value
 
     updates = p.updates_per_step
     size = len(batch) // updates
@@ -409,6 +440,11 @@ def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollo
 
     for key in learner_metrics[0]:
         metrics[f"train/{key}"] = sum(m[key] for m in learner_metrics) / updates
+    for a in plans:  # adaptive coefficients follow this step's measured divergence
+        c = a.cfg.coef
+        if isinstance(c, CoefSchedule) and c.schedule == "adaptive" and f"train/anchor/{a.name}" in metrics:
+            adaptive_now[a.name] = adaptive_coef(adaptive_now[a.name], metrics[f"train/anchor/{a.name}"], c.target,
+                                                 c.horizon, len(batch))
     lengths = mask.sum(1).float()
     metrics.update({
         "train/reward_mean": float(rewards.mean()),

@@ -11,7 +11,8 @@ On tokens y_t ∼ π_θ with log u_t = log π_θ(y_t) − log π_anchor(y_t) (to
   Loss placement: loss += coef(step) · aggregate(m_t · surrogate_t); reward placement: token_rewards_t −=
   coef(step) · m_t · value_t (PPO's KL-in-reward, no gradient through it).
 
-coef(step): constant, or from ``start`` to ``end`` over ``steps`` steps, linearly or on a half cosine.
+coef(step): constant, or from ``start`` to ``end`` over ``steps`` steps, linearly or on a half cosine, or
+adaptive (the loop feeds each step's measured divergence to ``adaptive_coef``; arXiv:1909.08593 §2.2).
 
 Refs: Schulman 2020, "Approximating KL Divergence" (k1/k2/k3); GRPO arXiv:2402.03300 eq. 4 (k3 in the
 loss); InstructGPT arXiv:2203.02155 eq. 2 (KL in the reward); Go et al. 2023, "Aligning Language Models
@@ -34,7 +35,7 @@ from alignrl.ops import upcast
 from alignrl.registry import DIVERGENCES
 
 ANCHOR_ESTIMATORS = ("k1", "k2", "k3", "f_sampled")
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "adaptive")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,9 +46,18 @@ class CoefSchedule:
     """coef at ``steps`` and after (None: equal to ``start``)."""
     steps: int = 0
     """Steps over which coef moves from start to end (0: the run's length, filled in by the loop)."""
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    schedule: Literal["constant", "linear", "cosine", "adaptive"] = "constant"
+    """adaptive: Ziegler et al.'s proportional controller from ``start`` towards ``target`` (``adaptive_coef``)."""
+    target: float | None = None
+    """adaptive: the divergence per token to hold (e.g. 0.05)."""
+    horizon: int = 10000
+    """adaptive: samples over which a ±20% error changes coef by ±20%."""
 
     def __post_init__(self) -> None:
+        if self.schedule == "adaptive" and (self.target is None or self.target <= 0):
+            raise ValueError("target must be > 0 with schedule: adaptive")
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.start < 0 or (self.end is not None and self.end < 0):
@@ -65,6 +75,15 @@ def coef_at(step: int, s: CoefSchedule, total_steps: int) -> float:
     x = min(1.0, max(0.0, step / max(1, n)))
     g = x if s.schedule == "linear" else 0.5 * (1.0 - math.cos(math.pi * x))
     return s.start + (end - s.start) * g
+
+
+def adaptive_coef(coef: float, measured: float, target: float, horizon: int, n_samples: int) -> float:
+    """β ← β·(1 + clip(D/D_target − 1, −0.2, 0.2)·n/H)   (Ziegler et al. 2019, arXiv:1909.08593 §2.2).
+
+    Args: coef β now; measured D this step; target D_target; horizon H; n_samples n sequences this step.
+    """
+    error = min(0.2, max(-0.2, measured / target - 1.0))
+    return coef * (1.0 + error * n_samples / horizon)
 
 
 def anchor_token_terms(

@@ -13,6 +13,7 @@ same ``OnlineRLParams`` with the defaults of its paper:
   gspo          sequence-level ratio (GSPO clip 3e-4/4e-4)              arXiv:2507.18071
   rloo          leave-one-out baseline, REINFORCE-style (PPO clip at ratio 1) arXiv:2402.14740
   reinforce_pp  REINFORCE++: global batch-normalised returns            arXiv:2501.03262
+  ppo           GAE with a learned critic (value model), whitened A    arXiv:1707.06347, arXiv:2203.02155
 Deviations: with one optimizer step per rollout batch the ratio is exactly 1 (logp_old = logp.detach(),
 as TRL's GRPO with num_iterations = 1), so the clip bounds matter only for ``updates_per_step`` > 1.
 """
@@ -36,8 +37,8 @@ from alignrl.types import LossOut
 class OnlineRLParams:
     group_size: int = 8
     """Samples per prompt (G); train.batch_size must be a multiple of it."""
-    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline"] = "grpo"
-    """ADVANTAGES entry."""
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline", "gae"] = "grpo"
+    """ADVANTAGES entry; gae trains a critic (a value-model learner group) beside the policy."""
     scale_std: bool = True
     """grpo: divide by the group std (False: Dr. GRPO)."""
     std_scope: Literal["group", "batch"] = "group"
@@ -59,6 +60,16 @@ class OnlineRLParams:
     """DAPO soft overlong punishment: completions within this many tokens of max_new_tokens lose reward
     linearly, down to −overlong_penalty at the limit (0: off)."""
     overlong_penalty: float = 1.0
+    gamma: float = 1.0
+    """gae / reinforce_pp: discount."""
+    lam: float = 0.95
+    """gae: λ."""
+    whiten: bool = False
+    """gae / rloo: whiten advantages over the batch."""
+    value_clip: float | None = 0.2
+    """gae: ε_v of the clipped value loss (objectives/value.py)."""
+    critic_lr: float | None = None
+    """gae: the critic's learning rate (None: learner.lr)."""
     updates_per_step: int = 1
     """Optimizer steps per rollout batch (each on batch_size / updates_per_step sequences); > 1 makes the
     policy off-policy for later updates and the clip active."""
@@ -100,13 +111,20 @@ class GSPOAlgoParams(OnlineRLParams):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RLOOAlgoParams(OnlineRLParams):
     group_size: int = 4
-    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline"] = "rloo"
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline", "gae"] = "rloo"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ReinforcePPAlgoParams(OnlineRLParams):
     group_size: int = 4
-    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline"] = "reinforce_pp"
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline", "gae"] = "reinforce_pp"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PPOAlgoParams(OnlineRLParams):
+    group_size: int = 1
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline", "gae"] = "gae"
+    whiten: bool = True
 
 
 def pick_params(params_cls: type | None, source: Any, **extra: Any) -> Any:
@@ -181,7 +199,7 @@ def advantage_params(p: OnlineRLParams) -> Any:
 
 ALGORITHMS = {
     "grpo": OnlineRLParams, "dr_grpo": DrGRPOParams, "dapo": DAPOParams, "gspo": GSPOAlgoParams,
-    "rloo": RLOOAlgoParams, "reinforce_pp": ReinforcePPAlgoParams,
+    "rloo": RLOOAlgoParams, "reinforce_pp": ReinforcePPAlgoParams, "ppo": PPOAlgoParams,
 }
 for _name, _cls in ALGORITHMS.items():
     TRAIN_LOSSES.register(_name, params=_cls)(online_rl_loss)

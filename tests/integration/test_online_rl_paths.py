@@ -74,3 +74,20 @@ def test_two_zero2_learners_dapo_and_kl_in_reward_with_hf_rollout(tmp_path, reci
     assert coefs[0] == pytest.approx(0.1) and coefs[0] > coefs[1] > coefs[2]
     assert all(0.0 <= r["train/kept_group_frac"] <= 1.0 for r in records)
     assert all("train/anchor/init" in r for r in records)  # logged from the reward side
+
+
+def test_ppo_trains_a_critic_and_adapts_the_kl_in_reward_coefficient(tmp_path, recipe):
+    records = _run(
+        tmp_path, "ppo", recipe,
+        "algorithm={name: ppo, group_size: 1, entropy_coef: 0.05}", "learner.cpus_per_worker=0.5",
+        "anchors=[{model: init, estimator: k3, placement: reward, "
+        "coef: {start: 0.1, schedule: adaptive, target: 1.0e-6, horizon: 16}}]",
+    )
+    for r in records:
+        assert r["critic/loss"] >= 0 and "critic/value_mse" in r and "critic/grad_norm" in r
+    coefs = [r["train/coef/init"] for r in records]
+    # step 1: policy = init, KL 0 < target: coef × (1 − 0.2·16/16); then the entropy bonus moves the policy,
+    # KL > target, and coef goes back up
+    assert coefs[0] == pytest.approx(0.1) and coefs[1] == pytest.approx(0.08)
+    assert coefs[2] > coefs[1]
+    assert (tmp_path / "ppo" / "checkpoints" / "step_000003" / "critic").is_dir()

@@ -86,3 +86,14 @@ def test_schedule_rejects_negative_coefficients_and_unknown_shapes():
         CoefSchedule(start=-1.0)
     with pytest.raises(ValueError, match="schedule"):
         CoefSchedule(start=1.0, schedule="exp")  # type: ignore[arg-type]
+
+
+def test_adaptive_coefficient_moves_towards_the_target_by_at_most_20_percent_of_n_over_h():
+    from alignrl.objectives.anchor_term import adaptive_coef
+
+    assert adaptive_coef(0.1, measured=0.2, target=0.1, horizon=100, n_samples=100) == pytest.approx(0.12)  # capped +20%
+    assert adaptive_coef(0.1, measured=0.05, target=0.1, horizon=100, n_samples=100) == pytest.approx(0.08)  # −20% cap
+    assert adaptive_coef(0.1, measured=0.11, target=0.1, horizon=1000, n_samples=100) == pytest.approx(0.1 * 1.01)
+    assert adaptive_coef(0.1, measured=0.1, target=0.1, horizon=10, n_samples=5) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="target"):
+        CoefSchedule(start=0.1, schedule="adaptive")
