@@ -203,8 +203,11 @@ class AnchorConfig:
     reset_every: int = 0
     divergence: Component = field(default=Component("reverse_kl", None), metadata={"registry": DIVERGENCES})
     """Any registered divergence with a sampled form, e.g. ``reverse_kl`` or ``{name: js, beta: 0.5}``."""
-    estimator: Literal["k1", "k2", "k3", "f_sampled"] = "k3"
-    """k1/k2/k3 (reverse_kl) or f_sampled (any f-divergence; objectives/anchor_term.py)."""
+    estimator: Literal["k1", "k2", "k3", "f_sampled", "full"] = "k3"
+    """k1/k2/k3 (reverse_kl) or f_sampled (any f-divergence; objectives/anchor_term.py) on the sampled tokens,
+    or full: the exact divergence over the whole vocabulary from both models' logits (any registered
+    divergence; anchors in the learner only: ema / elastic_reset — ``model: ema, decay: 1.0`` is the frozen
+    start hosted there)."""
     coef: float | CoefSchedule = 0.04
     """A constant, or ``{start, end, schedule: linear|cosine, steps}``."""
     mask: Literal["all", "reward_zero", "reward_nonpositive"] = "all"
@@ -226,6 +229,11 @@ class AnchorConfig:
         if self.estimator in ("k1", "k2", "k3") and self.divergence.name != "reverse_kl":
             raise ValueError(f"estimator {self.estimator} estimates reverse_kl only; use estimator: f_sampled "
                              f"for {self.divergence.name}")
+        if self.estimator == "full" and self.model not in ("ema", "elastic_reset"):
+            raise ValueError("estimator full needs the anchor's logits in the learner: use model: ema or "
+                             "elastic_reset (model: ema with decay: 1.0 is the frozen start)")
+        if self.estimator == "full" and self.placement == "reward":
+            raise ValueError("estimator full is a loss term; use placement: loss")
         if self.estimator == "f_sampled" and not DIVERGENCES.get(self.divergence.name).has_sampled:
             raise ValueError(f"divergence {self.divergence.name} has no sampled form (not an f-divergence)")
 

@@ -139,6 +139,8 @@ class DeepSpeedLearner:
         for start in range(0, len(batch), mbs):
             micro = batch.slice(start, start + mbs)
             micro = micro.to(device)
+            if self.anchors is not None:
+                micro = self.anchors.add_logits(micro)
             out = loss_fn(engine, micro)
             engine.backward(out.loss)
             if self.settings.zero_stage == 0 and engine.is_gradient_accumulation_boundary():

@@ -24,6 +24,7 @@ class MovingAnchorSpec:
     name: str
     rule: str          # ANCHORS entry: "ema" or "elastic_reset"
     params: Any        # that entry's Params
+    full: bool = False  # the loss needs the anchor's logits (exact full-vocabulary divergence), not log-probs
 
 
 class MovingAnchors:
@@ -35,12 +36,25 @@ class MovingAnchors:
         self.models = {s.name: copy.deepcopy(policy).eval().requires_grad_(False) for s in specs}
         needs_init = any(s.rule == "elastic_reset" for s in specs)
         self.init = {k: v.detach().clone() for k, v in policy.state_dict().items()} if needs_init else None
+        self._full = {s.name: s.full for s in specs}
+
+    @torch.no_grad()
+    def add_logits(self, micro: RolloutBatch) -> RolloutBatch:
+        """``anchor_logits/<name>`` (b, T, V) for the anchors whose divergence is computed exactly."""
+        rows = {}
+        for name, model in self.models.items():
+            if self._full[name]:
+                t = micro.tokens
+                rows[f"anchor_logits/{name}"] = model(input_ids=t.input_ids, attention_mask=t.attention_mask).logits
+        return micro.with_rows(**rows) if rows else micro
 
     @torch.no_grad()
     def fill_logps(self, batch: RolloutBatch, micro_batch_size: int, device: torch.device) -> RolloutBatch:
         """Add ``anchor_logp/<name>`` (B, T) rows computed by each anchor model on ``batch``."""
         rows = {}
         for name, model in self.models.items():
+            if self._full[name]:
+                continue  # logits are added per micro-batch (add_logits): a whole-shard (B, T, V) is too big
             parts = []
             for start in range(0, len(batch), micro_batch_size):
                 micro = batch.tokens.slice(start, start + micro_batch_size).to(device)

@@ -75,8 +75,8 @@ def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: t
         rows["tis"], tis_metrics = tis_weights(logp.detach(), logp_rollout, mask, TISParams(cap=params.tis_cap))
     else:
         tis_metrics = {}
-    out = online_rl_loss(logp, mask, rows, params, anchors,
-                         logits=logits if params.entropy_coef > 0 else None)
+    need_logits = params.entropy_coef > 0 or any(a.estimator == "full" for a in anchors)
+    out = online_rl_loss(logp, mask, rows, params, anchors, logits=logits if need_logits else None)
     diff = (logp.detach() - logp_rollout).abs()
     diff = torch.where(mask, diff, torch.zeros_like(diff))
     metrics = {**out.metrics, **tis_metrics, "logp_mismatch_mean": masked_mean(diff, mask),
@@ -148,11 +148,12 @@ def moving_anchor_specs(plans: list[AnchorPlan]) -> list[MovingAnchorSpec]:
 
     specs = []
     for a in plans:
+        full = a.cfg.estimator == "full"
         if a.cfg.model == "ema":
-            specs.append(MovingAnchorSpec(a.name, "ema", EMAParams(decay=a.cfg.decay)))
+            specs.append(MovingAnchorSpec(a.name, "ema", EMAParams(decay=a.cfg.decay), full))
         elif a.cfg.model == "elastic_reset":
             specs.append(MovingAnchorSpec(a.name, "elastic_reset",
-                                          ElasticResetParams(period=a.cfg.reset_every, decay=a.cfg.decay)))
+                                          ElasticResetParams(period=a.cfg.reset_every, decay=a.cfg.decay), full))
     return specs
 
 

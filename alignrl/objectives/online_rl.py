@@ -29,7 +29,7 @@ from alignrl.objectives.anchor_term import anchor_token_terms
 from alignrl.objectives.entropy import EntropyParams, entropy_bonus
 from alignrl.ops import AGGREGATION_MODES, aggregate, masked_mean
 from alignrl.ops.reductions import AggregationMode
-from alignrl.registry import ADVANTAGES, POLICY_LOSSES, TRAIN_LOSSES
+from alignrl.registry import ADVANTAGES, DIVERGENCES, POLICY_LOSSES, TRAIN_LOSSES
 from alignrl.types import LossOut
 
 
@@ -162,7 +162,8 @@ def online_rl_loss(
     Args: logp (B, T) log π_θ of the sampled tokens, with grad; mask (B, T) bool response tokens; rows:
         ``advantages`` (B, T), ``logp_old`` (B, T) (π_old; logp.detach() for on-policy), optional ``tis``
         (B, T) weights, and per loss-placed anchor ``anchor_logp/<name>`` (B, T) with optional
-        ``anchor_mask/<name>`` (B, T) float weights; logits (B, T, V) only when entropy_coef > 0.
+        ``anchor_mask/<name>`` (B, T) float weights (estimator ``full``: ``anchor_logits/<name>`` (B, T, V));
+        logits (B, T, V) only when entropy_coef > 0 or an anchor is ``full``.
     Returns: LossOut(loss, policy metrics + ``anchor/<name>`` (token-mean D estimate over its mask) +
         ``entropy``).
     """
@@ -173,8 +174,15 @@ def online_rl_loss(
     loss = out.loss
     metrics = dict(out.metrics)
     for a in anchors:
-        value, surrogate = anchor_token_terms(logp, rows[f"anchor_logp/{a.name}"], divergence=a.divergence,
-                                              estimator=a.estimator, params=a.divergence_params)
+        if a.estimator == "full":
+            if logits is None:
+                raise ValueError("online_rl_loss: a full-vocabulary anchor needs the policy logits")
+            surrogate = full_anchor_divergence(logits, rows[f"anchor_logits/{a.name}"], a.divergence,
+                                               a.divergence_params)
+            value = surrogate.detach()
+        else:
+            value, surrogate = anchor_token_terms(logp, rows[f"anchor_logp/{a.name}"], divergence=a.divergence,
+                                                  estimator=a.estimator, params=a.divergence_params)
         weight = rows.get(f"anchor_mask/{a.name}")
         m = mask.bool() if weight is None else mask.bool() & (weight != 0)
         w = torch.ones_like(surrogate) if weight is None else weight.to(surrogate.dtype)
@@ -190,6 +198,16 @@ def online_rl_loss(
         loss = loss + ent.loss
         metrics.update(ent.metrics)
     return LossOut(loss, metrics)
+
+
+def full_anchor_divergence(logits: torch.Tensor, anchor_logits: torch.Tensor, divergence: str,
+                           params: Any = None) -> torch.Tensor:
+    """D(softmax(z_{t−1}) ‖ softmax(z^anchor_{t−1})) per token t (the distributions token t was drawn from),
+    exact over the vocabulary (chunked full form); 0 at t = 0. (B, T, V) x2 -> (B, T), differentiable in logits."""
+    entry = DIVERGENCES.entry(divergence)
+    p = params if params is not None else entry.params()
+    d = entry.fn.full(logits[:, :-1], anchor_logits[:, :-1].detach(), p)
+    return torch.nn.functional.pad(d, (1, 0), value=0.0)
 
 
 def advantage_params(p: OnlineRLParams) -> Any:

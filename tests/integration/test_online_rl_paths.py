@@ -51,10 +51,16 @@ def test_lora_colocated_ema_and_js_anchors_with_several_updates(tmp_path, recipe
         "learner.lora={r: 4, alpha: 8, target_modules: [q_proj, v_proj]}", "rollout.placement=colocated",
         "learner.cpus_per_worker=1.25", "algorithm.updates_per_step=2", "algorithm.tis_cap=2.0",
         "algorithm.entropy_coef=0.01",
-        "anchors=[{model: ema, decay: 0.5, estimator: k3, coef: 0.1}, "
-        "{model: init, divergence: js, estimator: f_sampled, coef: 0.1, mask: reward_zero, cpus: 0.25}]",
+        "anchors=[{model: ema, name: ema, decay: 0.5, estimator: k3, coef: 0.1}, "
+        "{model: init, divergence: js, estimator: f_sampled, coef: 0.1, mask: reward_zero, cpus: 0.25}, "
+        "{model: ema, name: start, decay: 1.0, divergence: {name: generalized_jsd, beta: 0.3}, estimator: full, "
+        "coef: 0.1}]",
     )
     last = records[-1]
+    # step 1 averages its 2 updates: the first sees the policy equal to the frozen copy (JSD exactly 0), the
+    # second one step away from it; later steps drift further
+    assert 0 < records[0]["train/anchor/start"] < 1e-4
+    assert last["train/anchor/start"] > records[0]["train/anchor/start"]
     for key in ("train/anchor/ema", "train/anchor/init", "train/anchor/init/mask_frac", "train/entropy",
                 "train/tis_weight_mean", "train/logp_mismatch_max", "sync/buckets"):
         assert key in last, key

@@ -60,3 +60,18 @@ def test_weight_buckets_hold_whole_layers_under_the_cap():
     assert len(weight_buckets(state, bucket_bytes=1)) == 4  # a layer bigger than the cap gets its own bucket
     assert layer_key("model.layers.12.mlp.up_proj.weight") == "model.layers.12"
     assert layer_key("lm_head.weight") == "lm_head"
+
+
+def test_full_anchor_divergence_is_the_exact_per_token_divergence_of_the_sampling_distributions():
+    from alignrl.objectives.online_rl import full_anchor_divergence
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    anchor = torch.randn(2, 4, 6, generator=g, dtype=torch.float64)
+    d = full_anchor_divergence(logits, anchor, "reverse_kl")
+    assert d.shape == (2, 4) and torch.all(d[:, 0] == 0)
+    p, q = logits.log_softmax(-1), anchor.log_softmax(-1)
+    want = (p.exp() * (p - q)).sum(-1)[:, :-1]  # token t is drawn from the distribution at position t - 1
+    assert torch.allclose(d[:, 1:], want, atol=1e-12)
+    d.sum().backward()
+    assert logits.grad is not None and torch.all(logits.grad[:, -1] == 0)  # the last position predicts nothing
