@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +158,20 @@ def moving_anchor_specs(plans: list[AnchorPlan]) -> list[MovingAnchorSpec]:
     return specs
 
 
+def check_anchor_tokenizers(cfg: RunConfig, model_dir: Path) -> None:
+    """A teacher or soup ingredient must share the policy's tokenizer, else its log-probs score other tokens."""
+    from alignrl.models.loading import check_same_tokenizer
+
+    for i, a in enumerate(cfg.anchors):
+        for d in [a.path] if a.path else list(a.paths):
+            try:
+                check_same_tokenizer(model_dir, d)
+            except UserError as err:
+                raise UserError(f"anchors[{i}] ({a.model}): {err}") from None
+
+
 def start_scorers(plans: list[AnchorPlan], model_dir: Path, cfg: RunConfig) -> dict[str, Scorer]:
+    """One ScorerWorker per fixed anchor (init, path, soup)."""
     scorers = {}
     for a in plans:
         if a.cfg.moving:
@@ -254,6 +268,12 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     else:
         run_dir = create_run_dir(cfg, overwrite=overwrite)
     model_dir = prepare_policy(cfg, run_dir, resume=resume)
+    try:
+        check_anchor_tokenizers(cfg, model_dir)
+    except UserError:
+        if not resume:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written
+        raise
     tokenizer = load_tokenizer(model_dir)
     group_size = p.group_size
     n_prompts = cfg.train.batch_size // group_size

@@ -97,3 +97,15 @@ def test_ppo_trains_a_critic_and_adapts_the_kl_in_reward_coefficient(tmp_path, r
     assert coefs[0] == pytest.approx(0.1) and coefs[1] == pytest.approx(0.08)
     assert coefs[2] > coefs[1]
     assert (tmp_path / "ppo" / "checkpoints" / "step_000003" / "critic").is_dir()
+
+
+def test_a_teacher_with_another_tokenizer_is_refused_before_anything_starts(tmp_path, recipe, capsys):
+    from alignrl.models.tiny import build_tiny_model
+
+    teacher = build_tiny_model(tmp_path / "teacher", hidden=64, layers=1, heads=2, chars="0123456789+-=", seed=1)
+    args = ["run", str(recipe), f"output_dir={tmp_path / 'runs'}", "name=bad", *BASE,
+            f"anchors=[{{model: path, path: {teacher}, estimator: k2}}]", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "anchors[0] (path)" in err and "tokenizers" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "bad").exists()  # nothing half-written
