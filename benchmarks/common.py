@@ -155,3 +155,87 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
     return str(v)
+
+
+class TrainerPacer:
+    """Runs a transformers ``Trainer.train()`` in a helper thread that a ``TrainerCallback`` pauses after each
+    planned block of steps, so a benchmark can interleave it block by block with our side.
+
+    ``next_block()`` starts the thread the first time (later: releases it), waits for the block and returns its
+    step-end timestamps; ``finish()`` releases the last pause and joins. ``n_threads`` sets torch's thread count
+    inside the thread (OpenMP keeps it per OS thread); ``threads_seen`` is what torch reported in the loop.
+    Subclasses may override ``on_step_end`` to record per-step data.
+    """
+
+    def __init__(self, trainer, plan: list[int], *, name: str, n_threads: int | None = None,
+                 wait_s: float = 900.0) -> None:
+        import threading
+
+        from transformers import TrainerCallback
+
+        pacer = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                pacer._step_end()
+
+        trainer.add_callback(Callback())
+        self.trainer, self.plan, self.name, self.n_threads, self.wait_s = trainer, list(plan), name, n_threads, wait_s
+        self.stamps: list[list[float]] = [[]]
+        self.paused, self.go = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self.threads_seen = 0
+
+    def on_step_end(self) -> None:
+        """Hook for subclasses, called in TRL's thread at each step end."""
+
+    def _step_end(self) -> None:
+        import torch
+
+        self.threads_seen = torch.get_num_threads()
+        self.on_step_end()
+        self.stamps[-1].append(time.perf_counter())
+        if len(self.stamps[-1]) == self.plan[len(self.stamps) - 1]:
+            self.paused.set()
+            if not self.go.wait(self.wait_s):
+                raise TimeoutError("benchmark driver stopped releasing the trainer")
+            self.go.clear()
+            self.stamps.append([])
+
+    def _run(self) -> None:
+        import torch
+
+        if self.n_threads:
+            torch.set_num_threads(self.n_threads)
+        try:
+            self.trainer.train()
+        except BaseException as err:  # handed to the driver thread
+            self.error = err
+        finally:
+            self.paused.set()
+
+    def next_block(self) -> list[float]:
+        """Let the trainer run its next block (starting it the first time); return its step-end stamps."""
+        import threading
+
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self.thread.start()
+        else:
+            self.go.set()
+        if not self.paused.wait(self.wait_s):
+            raise TimeoutError(f"{self.name} did not finish a block in {self.wait_s} s")
+        self.paused.clear()
+        if self.error is not None:
+            raise RuntimeError(f"{self.name} failed: {self.error!r}") from self.error
+        return self.stamps[-1]
+
+    def finish(self) -> None:
+        """Release the trainer after its last block and wait for ``train()`` to return."""
+        if self.thread is None:
+            return
+        self.go.set()
+        self.thread.join(self.wait_s)
+        if self.error is not None:
+            raise RuntimeError(f"{self.name} failed after its last block: {self.error!r}") from self.error

@@ -30,13 +30,12 @@ import functools
 import os
 import statistics
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BENCH_CACHE, ROOT, machine, paired_ratio, print_table, spread, versions
+from benchmarks.common import BENCH_CACHE, ROOT, TrainerPacer, machine, paired_ratio, print_table, spread, versions
 
 WAIT_S = 900  # longest a side may take for one block before the benchmark gives up
 RECIPE = ROOT / "recipes" / "grpo_arithmetic.yaml"
@@ -162,81 +161,21 @@ def trl_trainer(model_dir: Path, s: RLSettings):
     return trainer, config
 
 
-class Pacer:
-    """Runs TRL's ``train()`` in a thread that a ``TrainerCallback`` pauses after each planned block.
-
-    The thread sets its own torch thread count first (OpenMP keeps it per OS thread); ``threads_seen`` is
-    what torch reported inside TRL's loop. ``stats`` keeps the last value of a few of TRL's per-step
-    metrics at each step end (with logging off, TRL's end-of-training log would otherwise drop them).
-    """
+class Pacer(TrainerPacer):
+    """TRL's ``train()`` paced block by block (common.TrainerPacer) in a thread with ``n_threads`` torch threads;
+    ``stats`` keeps the last value of a few of TRL's per-step metrics at each step end (with logging off,
+    TRL's end-of-training log would otherwise drop them)."""
 
     STAT_KEYS = ("completions/mean_length", "completions/clipped_ratio", "reward", "kl", "entropy")
 
     def __init__(self, trainer, plan: list[int], n_threads: int) -> None:
-        from transformers import TrainerCallback
-
-        pacer = self
-
-        class Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                pacer.step_end()
-
-        trainer.add_callback(Callback())
-        self.trainer, self.plan, self.n_threads = trainer, list(plan), n_threads
-        self.stamps: list[list[float]] = [[]]
-        self.paused, self.go = threading.Event(), threading.Event()
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-        self.threads_seen = 0
+        super().__init__(trainer, plan, name=f"TRL GRPOTrainer ({n_threads} threads)", n_threads=n_threads,
+                         wait_s=WAIT_S)
         self.stats: list[dict[str, float]] = []
 
-    def step_end(self) -> None:
-        import torch
-
-        self.threads_seen = torch.get_num_threads()
+    def on_step_end(self) -> None:
         metrics = self.trainer._metrics.get("train", {})
         self.stats.append({k: float(metrics[k][-1]) for k in self.STAT_KEYS if metrics.get(k)})
-        self.stamps[-1].append(time.perf_counter())
-        if len(self.stamps[-1]) == self.plan[len(self.stamps) - 1]:
-            self.paused.set()
-            if not self.go.wait(WAIT_S):
-                raise TimeoutError("benchmark driver stopped releasing TRL")
-            self.go.clear()
-            self.stamps.append([])
-
-    def _run(self) -> None:
-        import torch
-
-        torch.set_num_threads(self.n_threads)
-        try:
-            self.trainer.train()
-        except BaseException as err:  # handed to the driver thread
-            self.error = err
-        finally:
-            self.paused.set()
-
-    def next_block(self) -> list[float]:
-        """Let TRL run its next block (starting it the first time); wait for it; return its step-end stamps."""
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name=f"trl-grpo-{self.n_threads}t", daemon=True)
-            self.thread.start()
-        else:
-            self.go.set()
-        if not self.paused.wait(WAIT_S):
-            raise TimeoutError(f"TRL did not finish a block in {WAIT_S} s")
-        self.paused.clear()
-        if self.error is not None:
-            raise RuntimeError(f"TRL GRPOTrainer failed: {self.error!r}") from self.error
-        return self.stamps[-1]
-
-    def finish(self) -> None:
-        """Release TRL after its last block and wait for ``train()`` to return."""
-        if self.thread is None:
-            return
-        self.go.set()
-        self.thread.join(WAIT_S)
-        if self.error is not None:
-            raise RuntimeError(f"TRL GRPOTrainer failed after its last block: {self.error!r}") from self.error
 
 
 class OurPacer:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BENCH_CACHE, machine, paired_ratio, print_table, spread, versions
+from benchmarks.common import BENCH_CACHE, TrainerPacer, machine, paired_ratio, print_table, spread, versions
 
 WAIT_S = 900  # longest a side may take for one block before the benchmark gives up
 
@@ -79,57 +78,6 @@ def _trl_trainer(model_dir: Path, raw: list, s: SFTSettings):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     return trainer, config
-
-
-class _Pacer:
-    """Pauses TRL's loop (a ``TrainerCallback``) after each planned block; ``release`` runs the next one."""
-
-    def __init__(self, plan: list[int]) -> None:
-        from transformers import TrainerCallback
-
-        pacer = self
-
-        class Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                pacer.step_end()
-
-        self.callback = Callback()
-        self.plan, self.stamps = list(plan), [[]]
-        self.paused, self.go = threading.Event(), threading.Event()
-        self.error: BaseException | None = None
-        self.threads = 0
-
-    def step_end(self) -> None:
-        import torch
-
-        self.threads = torch.get_num_threads()
-        self.stamps[-1].append(time.perf_counter())
-        if len(self.stamps[-1]) == self.plan[len(self.stamps) - 1]:
-            self.paused.set()
-            if not self.go.wait(WAIT_S):
-                raise TimeoutError("benchmark driver stopped releasing TRL")
-            self.go.clear()
-            self.stamps.append([])
-
-    def run(self, trainer) -> None:
-        try:
-            trainer.train()
-        except BaseException as err:  # handed to the driver thread
-            self.error = err
-        finally:
-            self.paused.set()
-
-    def wait_block(self) -> list[float]:
-        """Wait until TRL pauses; return the step-end stamps of the block it just ran."""
-        if not self.paused.wait(WAIT_S):
-            raise TimeoutError(f"TRL did not finish a block in {WAIT_S} s")
-        self.paused.clear()
-        if self.error is not None:
-            raise RuntimeError(f"TRL SFTTrainer failed: {self.error!r}") from self.error
-        return self.stamps[-1]
-
-    def release(self) -> None:
-        self.go.set()
 
 
 def _per_step(stamps: list[float]) -> float:
@@ -207,24 +155,18 @@ def run(quick: bool = False) -> dict[str, Any]:
             stamps.append(time.perf_counter())
         return stamps
 
-    pacer = _Pacer([s.warmup_steps] + [s.block_steps] * s.blocks)
-    trainer.add_callback(pacer.callback)
-    thread = threading.Thread(target=pacer.run, args=(trainer,), name="trl-sft", daemon=True)
+    pacer = TrainerPacer(trainer, [s.warmup_steps] + [s.block_steps] * s.blocks, name="TRL SFTTrainer",
+                         wait_s=WAIT_S)
     load = machine()["loadavg"]
-    thread.start()
-    pacer.wait_block()           # TRL warm-up block
+    pacer.next_block()           # TRL warm-up block
     our_block(s.warmup_steps)    # our warm-up block
     ours_s, trl_s = [], []
     for _ in range(s.blocks):    # A, B, A, B, ...
         ours_s.append(_per_step(our_block(s.block_steps)))
-        pacer.release()
-        trl_s.append(_per_step(pacer.wait_block()))
+        trl_s.append(_per_step(pacer.next_block()))
         print(f"sft_step block {len(ours_s)}/{s.blocks}: ours {ours_s[-1]:.4f} s/step, TRL {trl_s[-1]:.4f} s/step",
               file=sys.stderr, flush=True)
-    pacer.release()
-    thread.join(WAIT_S)
-    if pacer.error is not None:
-        raise RuntimeError(f"TRL SFTTrainer failed after the last block: {pacer.error!r}") from pacer.error
+    pacer.finish()
 
     check = next(_batches(ours, s.batch_size, tokenizer.pad_token_id, seed=12345))
     trl_model = trainer.model.eval()
@@ -234,7 +176,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "blocks": {"ours": ours_s, "trl": trl_s},
         "fixed_batch_loss_after": {"ours": _fixed_batch_loss(learner.engine.module.eval(), check),
                                    "trl": _fixed_batch_loss(trl_model, check)},
-        "threads": {"ours": torch.get_num_threads(), "trl_thread": pacer.threads},
+        "threads": {"ours": torch.get_num_threads(), "trl_thread": pacer.threads_seen},
         "trl_accelerate": {"distributed_type": str(trainer.accelerator.distributed_type),
                            "num_processes": trainer.accelerator.num_processes},
         "same_tokenization": tokens,
