@@ -8,6 +8,7 @@ round trip. vLLM rebuilds fused layers (qkv, gate_up) from the tensors of one ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -119,9 +120,7 @@ class RolloutGroup:
         bounds = [len(prompts) * i // n for i in range(n + 1)]
         refs = [
             w.generate.remote(prompts[bounds[i]:bounds[i + 1]],
-                              SamplingConfig(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-                                             max_new_tokens=sampling.max_new_tokens, logprobs=sampling.logprobs,
-                                             seed=sampling.seed + 7919 * i))
+                              dataclasses.replace(sampling, seed=sampling.seed + 7919 * i))
             for i, w in enumerate(self.workers) if bounds[i + 1] > bounds[i]
         ]
         return [group for part in self._get(refs, "generate") for group in part]  # one list per prompt

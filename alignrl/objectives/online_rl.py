@@ -185,8 +185,8 @@ def online_rl_loss(
                                                   estimator=a.estimator, params=a.divergence_params)
         weight = rows.get(f"anchor_mask/{a.name}")
         m = mask.bool() if weight is None else mask.bool() & (weight != 0)
-        w = torch.ones_like(surrogate) if weight is None else weight.to(surrogate.dtype)
-        term = torch.where(m, w * surrogate, torch.zeros_like(surrogate))
+        weighted = surrogate if weight is None else weight.to(surrogate.dtype) * surrogate
+        term = torch.where(m, weighted, torch.zeros_like(surrogate))
         loss = loss + a.coef * aggregate(term, mask, p.loss_agg, global_denominator)
         metrics[f"anchor/{a.name}"] = masked_mean(value, m)
         metrics[f"anchor/{a.name}/mask_frac"] = masked_mean(m.to(value.dtype), mask)
