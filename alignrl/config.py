@@ -172,8 +172,16 @@ class RolloutConfig:
     placement: Literal["separate", "colocated"] = "separate"
     """separate: rollout and learner actors get their own resources; colocated: rollout worker i shares
     learner worker i's placement-group bundle (they take turns)."""
+    overlap: bool = False
+    """Generate (and score) step k+1's batch while the learner trains on step k's: the batch is then one
+    step off-policy (sampled by the weights before step k's update; the PPO ratio uses the rollout's
+    log-probs as π_old). The pipeline drains before eval and checkpoint steps, so those and a resumed
+    run see freshly synced weights. Needs placement: separate (colocated actors take turns anyway)."""
 
     def __post_init__(self) -> None:
+        if self.overlap and self.placement == "colocated":
+            raise ValueError("overlap needs placement: separate (colocated rollout and learner share their CPUs "
+                             "and take turns, so there is nothing to overlap)")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.max_new_tokens < 1:

@@ -80,8 +80,10 @@ def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: t
     out = online_rl_loss(logp, mask, rows, params, anchors, logits=logits if need_logits else None)
     diff = (logp.detach() - logp_rollout).abs()
     diff = torch.where(mask, diff, torch.zeros_like(diff))
-    metrics = {**out.metrics, **tis_metrics, "logp_mismatch_mean": masked_mean(diff, mask),
-               "logp_mismatch_max": diff.max()}
+    # Same weights on both sides: the engines' numerical mismatch. Otherwise (overlap, later updates) the
+    # difference is mostly the policy's own drift since sampling, reported under another name.
+    name = "logp_mismatch" if on_policy else "logp_offpolicy_diff"
+    metrics = {**out.metrics, **tis_metrics, f"{name}_mean": masked_mean(diff, mask), f"{name}_max": diff.max()}
     return LossOut(out.loss, metrics)
 
 
@@ -299,6 +301,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             extra_bundle={"CPU": rc.cpus_per_worker} if colocated else None,
         )
         rollout = scorers = critic = None
+        prefetch = RolloutPrefetch() if rc.overlap else None
         try:
             if p.advantage == "gae":
                 critic = LearnerGroup(
@@ -330,15 +333,20 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             if data.eval and cfg.train.eval_every and not resume:
                 final = evaluate_now(0)
             for step in range(first_step, cfg.train.steps + 1):
-                metrics = _one_step(step, cfg, p, plans, task, next(prompts_iter), prompts_iter, tokenizer,
-                                    rollout, scorers, learner, adv_entry, adv_params, sampling, critic, adaptive_now)
+                last = step == cfg.train.steps
+                evals = bool(data.eval) and (last or every(step, cfg.train.eval_every))
+                saves = last or every(step, cfg.train.checkpoint_every)
+                # The pipeline drains before eval/checkpoint steps: both then see the synced weights, and a
+                # run resumed from a checkpoint starts exactly as the uninterrupted run went on.
+                metrics = _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, scorers, learner,
+                                    adv_entry, adv_params, sampling, critic, adaptive_now, prefetch=prefetch,
+                                    prefetch_next=not (last or evals or saves))
                 check_finite(step, metrics)
                 tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
                             | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
-                last = step == cfg.train.steps
-                if data.eval and (last or every(step, cfg.train.eval_every)):
+                if evals:
                     final = evaluate_now(step)
-                if last or every(step, cfg.train.checkpoint_every):
+                if saves:
                     save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step,
                                     extra={"prompt_batches": prompts_iter.taken, "adaptive_coefs": adaptive_now},
                                     anchors=learner.anchor_states(), others={"critic": critic} if critic else None)
@@ -346,6 +354,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
             tracker.close()
+            if prefetch is not None:  # after an error: let an in-flight prefetch end before its actors go
+                prefetch.close()
             for s in (scorers or {}).values():
                 s.shutdown()
             if rollout is not None:
@@ -386,34 +396,111 @@ def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, ta
     return build_batch(prompt_ids, completions, tokenizer.pad_token_id), rewards, completions
 
 
-def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollout, scorers, learner,
-              adv_entry, adv_params, sampling, critic=None, adaptive_now=None) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """One step's scored rollouts: what the learner needs besides the anchors' coefficients."""
+
+    batch: RolloutBatch
+    rewards: torch.Tensor
+    correct: torch.Tensor
+    completions: list[Completion]
+    kept_frac: float
+    anchor_logp: dict[str, torch.Tensor]
+    generate_s: float
+    score_s: float
+    off_policy: bool
+
+
+def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scorers, sampling, *,
+             off_policy: bool = False, on_generated=None) -> Collected:
+    """Sample, verify (+ overlong shaping, dynamic-sampling refills) and score one step's batch.
+
+    ``on_generated`` is called once the rollout workers are free again (before scoring), also on error.
+    """
     t_start = time.perf_counter()
     g = p.group_size
-    batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
-    correct = rewards.clone()
-    lengths = torch.tensor([len(c.token_ids) for c in completions])
-    rewards = rewards + overlong_shaping(lengths, cfg.rollout.max_new_tokens, p.overlong_buffer, p.overlong_penalty)
-    kept_frac = 1.0
-    if p.dynamic_sampling:  # refill with fresh prompts (up to 3 more rounds), then top up with the rest
-        keep = keep_informative_groups(rewards, g)
-        kept_frac = float(keep.float().mean())
-        parts = [(batch, rewards, correct, keep)]
-        for attempt in range(1, 4):
-            if sum(int(k.sum()) for *_, k in parts) >= len(prompts):
-                break
-            b2, r2, c2 = _rollout(next(prompts_iter), step, attempt, cfg, task, tokenizer, rollout, sampling)
-            l2 = torch.tensor([len(c.token_ids) for c in c2])
-            shaped = r2 + overlong_shaping(l2, cfg.rollout.max_new_tokens, p.overlong_buffer, p.overlong_penalty)
-            parts.append((b2, shaped, r2, keep_informative_groups(shaped, g)))
-        batch, rewards, correct = _select_groups(parts, len(prompts), g, tokenizer.pad_token_id)
+    try:
+        batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
+        correct = rewards.clone()
+        lengths = torch.tensor([len(c.token_ids) for c in completions])
+        rewards = rewards + overlong_shaping(lengths, cfg.rollout.max_new_tokens, p.overlong_buffer,
+                                             p.overlong_penalty)
+        kept_frac = 1.0
+        if p.dynamic_sampling:  # refill with fresh prompts (up to 3 more rounds), then top up with the rest
+            keep = keep_informative_groups(rewards, g)
+            kept_frac = float(keep.float().mean())
+            parts = [(batch, rewards, correct, keep)]
+            for attempt in range(1, 4):
+                if sum(int(k.sum()) for *_, k in parts) >= len(prompts):
+                    break
+                b2, r2, c2 = _rollout(next(prompts_iter), step, attempt, cfg, task, tokenizer, rollout, sampling)
+                l2 = torch.tensor([len(c.token_ids) for c in c2])
+                shaped = r2 + overlong_shaping(l2, cfg.rollout.max_new_tokens, p.overlong_buffer, p.overlong_penalty)
+                parts.append((b2, shaped, r2, keep_informative_groups(shaped, g)))
+            batch, rewards, correct = _select_groups(parts, len(prompts), g, tokenizer.pad_token_id)
+    finally:
+        if on_generated is not None:
+            on_generated()
     t_gen = time.perf_counter()
+    refs = {name: s.logprobs_async(batch.tokens) for name, s in scorers.items()}
+    anchor_logp = {name: s.get(refs[name], "scoring") for name, s in scorers.items()}
+    return Collected(batch, rewards, correct, completions, kept_frac, anchor_logp, t_gen - t_start,
+                     time.perf_counter() - t_gen, off_policy)
 
+
+class RolloutPrefetch:
+    """rollout.overlap: the next step's ``_collect`` runs in a driver thread while this step trains.
+
+    The learner's weights reach the rollout workers only after that generation is done, so the prefetched
+    batch is sampled by the weights before this step's update (one step off-policy).
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alignrl-rollout-prefetch")
+        self._pending = None
+
+    def start(self, step: int, collect) -> None:
+        import threading
+
+        generated = threading.Event()
+        future = self._pool.submit(collect, on_generated=generated.set)
+        self._pending = (step, future, generated)
+
+    def wait_generated(self) -> None:
+        """Block until the in-flight generation (if any) has left the rollout workers."""
+        if self._pending is not None:
+            self._pending[2].wait()
+
+    def take(self, step: int) -> Collected | None:
+        """The prefetched batch for ``step`` (re-raising its error), or None when none was started."""
+        if self._pending is None or self._pending[0] != step:
+            return None
+        _, future, _ = self._pending
+        self._pending = None
+        return future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, scorers, learner,
+              adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
+              prefetch_next: bool = False) -> dict[str, float]:
+    t_start = time.perf_counter()
+    g = p.group_size
+    got = prefetch.take(step) if prefetch is not None else None
+    if got is None:
+        got = _collect(step, cfg, p, task, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers, sampling)
+    t_got = time.perf_counter()
+    if prefetch_next and prefetch is not None:
+        prefetch.start(step + 1, functools.partial(_collect, step + 1, cfg, p, task, next(prompts_iter), prompts_iter,
+                                                   tokenizer, rollout, scorers, sampling, off_policy=True))
+    batch, rewards, correct, completions = got.batch, got.rewards, got.correct, got.completions
     tokens = batch.tokens
     mask = tokens.loss_mask
-    refs = {name: s.logprobs_async(tokens) for name, s in scorers.items()}
-    anchor_rows = {f"anchor_logp/{name}": s.get(refs[name], "scoring") for name, s in scorers.items()}
-    t_score = time.perf_counter()
+    anchor_rows = {f"anchor_logp/{name}": v for name, v in got.anchor_logp.items()}
 
     token_rewards = torch.zeros_like(batch.rows["logp_rollout"])
     loss_terms = []
@@ -451,16 +538,22 @@ def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollo
     size = len(batch) // updates
     learner_metrics: list[dict[str, float]] = []
     for u in range(updates):
-        loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=u == 0)
+        # π_old is the learner's own π_θ only for the first update on a batch the current weights sampled.
+        on_policy = u == 0 and not got.off_policy
+        loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=on_policy)
         learner_metrics.append(learner.train_step(batch.slice(u * size, (u + 1) * size), loss_fn))
     t_learn = time.perf_counter()
 
+    if prefetch is not None:
+        prefetch.wait_generated()
+    t_free = time.perf_counter()
     bucket_refs = learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB))
     sync = rollout.load_buckets(bucket_refs)
     t_sync = time.perf_counter()
 
-    for key in learner_metrics[0]:
-        metrics[f"train/{key}"] = sum(m[key] for m in learner_metrics) / updates
+    for key in dict.fromkeys(k for m in learner_metrics for k in m):
+        seen = [m[key] for m in learner_metrics if key in m]
+        metrics[f"train/{key}"] = sum(seen) / len(seen)
     for a in plans:  # adaptive coefficients follow this step's measured divergence
         c = a.cfg.coef
         if isinstance(c, CoefSchedule) and c.schedule == "adaptive" and f"train/anchor/{a.name}" in metrics:
@@ -473,9 +566,11 @@ def _one_step(step, cfg, p, plans, task, prompts, prompts_iter, tokenizer, rollo
         "train/response_length": float(lengths.mean()),
         "train/truncated_frac": float(sum(not c.finished for c in completions) / len(completions)),
         "train/advantage_abs_mean": float(masked_mean(adv.adv.abs(), mask)),
-        "train/kept_group_frac": kept_frac,
-        "time/generate_s": t_gen - t_start, "time/score_s": t_score - t_gen,
-        "time/learner_s": t_learn - t_score, "time/sync_s": t_sync - t_learn, "time/step_s": t_sync - t_start,
+        "train/kept_group_frac": got.kept_frac,
+        "train/off_policy": float(got.off_policy),
+        "time/generate_s": got.generate_s, "time/score_s": got.score_s, "time/wait_rollout_s": t_got - t_start,
+        "time/learner_s": t_learn - t_got, "time/wait_generate_s": t_free - t_learn, "time/sync_s": t_sync - t_free,
+        "time/step_s": t_sync - t_start,
         **{k: float(v) for k, v in sync.items()},
     })
     return metrics

@@ -53,8 +53,13 @@ def test_grpo_raises_held_out_accuracy(runs):
     # the anchor's KL to the frozen init is logged, finite and positive once the policy has moved
     assert all(math.isfinite(r["train/anchor/init"]) for r in records)
     assert mean(last, "train/anchor/init") > 0
-    # vLLM (fp32) and the learner agree on the sampled tokens' log-probs
-    assert max(r["train/logp_mismatch_max"] for r in records) < 1e-3
+    # vLLM (fp32) and the learner agree on the sampled tokens' log-probs (measured on the steps whose batch the
+    # current weights sampled: the recipe overlaps generation with training, which drains around evals)
+    fresh = [r["train/logp_mismatch_max"] for r in records if "train/logp_mismatch_max" in r]
+    assert [r["step"] for r in records if r["train/off_policy"] == 0.0] == [1, 51, 101, 151]
+    assert len(fresh) == 4 and max(fresh) < 1e-3
+    stale = [r["train/logp_offpolicy_diff_mean"] for r in records if r["train/off_policy"] == 1.0]
+    assert len(stale) == 196 and sum(stale) / len(stale) > 1e-3  # one step of drift is visible
     for key in ("time/generate_s", "time/learner_s", "time/sync_s", "sync/load_s"):
         assert all(r[key] >= 0 for r in records), key
     for name in ("eval.json", "learning_curves.png", "export/model.safetensors", "checkpoints/step_000200/hf/config.json"):

@@ -1,6 +1,7 @@
 """`alignrl run --resume`: an online-RL run continued from its checkpoint logs exactly the metrics of an
 uninterrupted run with the same seed (weights, optimizer, scheduler, EMA anchor and prompt stream restored;
-sampling seeds derive from (seed, step))."""
+sampling seeds derive from (seed, step)). The run overlaps generation with training (rollout.overlap), whose
+pipeline drains before checkpoint steps, so a resumed run starts the way the uninterrupted one went on."""
 
 import pytest
 
@@ -18,7 +19,7 @@ anchors:
   - {model: ema, decay: 0.5, estimator: k3, coef: 0.1}
   - {model: init, estimator: k2, coef: 0.05, cpus: 0.25}
 data: {train: "tasks://arithmetic?digits=1&n=200&split=train", eval: "tasks://arithmetic?digits=1&n=8&split=test"}
-rollout: {engine: vllm, max_new_tokens: 3, cpus_per_worker: 0.5, kv_cache_gib: 0.1}
+rollout: {engine: vllm, max_new_tokens: 3, cpus_per_worker: 0.5, kv_cache_gib: 0.1, overlap: true}
 learner: {micro_batch_size: 8, lr: 1.0e-2, cpus_per_worker: 1}
 train: {steps: 4, batch_size: 16, max_length: 16, log_every: 1, eval_every: 2, checkpoint_every: 2}
 eval: {n: 8, k: 0, max_new_tokens: 3}
@@ -46,6 +47,8 @@ def test_resumed_run_matches_the_uninterrupted_run(tmp_path):
     assert full[4]["train/anchor/ema"] > 0  # the policy moved away from its EMA: the comparison has teeth
     for step in (3, 4):
         assert resumed[step] == full[step], step
+    # steps 2 and 4 trained on batches generated while steps 1 and 3 trained; the checkpoint step 2 drained
+    assert [full[s]["train/off_policy"] for s in (1, 2, 3, 4)] == [0.0, 1.0, 0.0, 1.0]
     evals = lambda run: [(r["step"], r["eval/accuracy"]) for r in read_metrics(run / "metrics.jsonl") if "eval/accuracy" in r]  # noqa: E731
     assert evals(tmp_path / "cut") == evals(tmp_path / "full")
     assert (tmp_path / "cut" / "checkpoints" / "step_000004" / "anchors" / "ema.safetensors").is_file()
