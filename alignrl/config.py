@@ -211,11 +211,15 @@ class AnchorConfig:
     reset_every: int = 0
     divergence: Component = field(default=Component("reverse_kl", None), metadata={"registry": DIVERGENCES})
     """Any registered divergence with a sampled form, e.g. ``reverse_kl`` or ``{name: js, beta: 0.5}``."""
-    estimator: Literal["k1", "k2", "k3", "f_sampled", "full"] = "k3"
+    estimator: Literal["k1", "k2", "k3", "f_sampled", "full", "topk"] = "k3"
     """k1/k2/k3 (reverse_kl) or f_sampled (any f-divergence; objectives/anchor_term.py) on the sampled tokens,
     or full: the exact divergence over the whole vocabulary from both models' logits (any registered
     divergence; anchors in the learner only: ema / elastic_reset — ``model: ema, decay: 1.0`` is the frozen
-    start hosted there)."""
+    start hosted there), or topk: any registered divergence on the anchor's ``topk`` most likely tokens plus
+    one tail bucket (divergences/topk.py; exact when topk ≥ the vocabulary), served by a ScorerWorker
+    (init, path, soup anchors: a teacher)."""
+    topk: int = 20
+    """estimator topk: tokens per position the scorer sends (log-probs and ids), plus the tail bucket."""
     coef: float | CoefSchedule = 0.04
     """A constant, or ``{start, end, schedule: linear|cosine, steps}``."""
     mask: Literal["all", "reward_zero", "reward_nonpositive"] = "all"
@@ -240,8 +244,14 @@ class AnchorConfig:
         if self.estimator == "full" and self.model not in ("ema", "elastic_reset"):
             raise ValueError("estimator full needs the anchor's logits in the learner: use model: ema or "
                              "elastic_reset (model: ema with decay: 1.0 is the frozen start)")
-        if self.estimator == "full" and self.placement == "reward":
-            raise ValueError("estimator full is a loss term; use placement: loss")
+        if self.estimator in ("full", "topk") and self.placement == "reward":
+            raise ValueError(f"estimator {self.estimator} needs the policy's logits, so it is a loss term; use "
+                             "placement: loss")
+        if self.estimator == "topk" and self.moving:
+            raise ValueError(f"estimator topk is served by a scorer; {self.model} anchors live in the learner, "
+                             "use estimator: full there")
+        if self.topk < 1:
+            raise ValueError(f"topk must be >= 1, got {self.topk}")
         if self.estimator == "f_sampled" and not DIVERGENCES.get(self.divergence.name).has_sampled:
             raise ValueError(f"divergence {self.divergence.name} has no sampled form (not an f-divergence)")
 
@@ -319,6 +329,15 @@ def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
     names = cfg.anchor_names
     if len(set(names)) != len(names):
         fail("anchors", origins, f"anchor names repeat: {list(names)}; give each a distinct name")
+    if p.policy_loss == "none" and not any(a.placement == "loss" for a in cfg.anchors):
+        fail("anchors", origins, f"{cfg.algorithm.name} learns from its anchors only (policy_loss: none): add a "
+             "teacher, e.g. anchors: [{model: path, path: TEACHER_DIR, estimator: topk}]")
+    if getattr(p, "lmbda", 1.0) < 1.0:
+        for i, a in enumerate(cfg.anchors):
+            if a.placement == "loss" and a.estimator not in ("full", "topk"):
+                fail(f"anchors[{i}].estimator", origins, f"algorithm.lmbda {p.lmbda} < 1 trains on dataset "
+                     f"completions too, which the policy did not sample; estimator {a.estimator} assumes its own "
+                     "samples: use estimator: topk (or full)")
     for i, a in enumerate(cfg.anchors):
         if a.model == "elastic_reset" and cfg.learner.zero_stage != 0:
             fail(f"anchors[{i}].model", origins, "elastic_reset rewrites the policy's weights in place, which "

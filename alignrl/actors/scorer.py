@@ -45,6 +45,25 @@ class ScorerWorker:
             out.append(token_logprobs(logits, micro.input_ids).float().cpu())
         return torch.cat(out)
 
+    @torch.no_grad()
+    def topk_logprobs(self, batch: TokenBatch, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The anchor's sampled-token log-probs (B, T) and its k most likely tokens at every position:
+        log-probs (B, T, k) float32, normalised over the whole vocabulary, and token ids (B, T, k) long.
+
+        Position t holds the distribution token t was drawn from (that of logits t − 1), as
+        ``token_logprobs`` aligns; position 0 is 0 / token 0. k ≥ V sends the full distribution.
+        """
+        logp_out, top_out, idx_out = [], [], []
+        for start in range(0, len(batch), self.micro_batch_size):
+            micro = batch.slice(start, start + self.micro_batch_size).to(self.device)
+            logits = self.model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
+            logp_out.append(token_logprobs(logits, micro.input_ids).float().cpu())
+            dist = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            top, idx = dist.topk(min(k, dist.shape[-1]), dim=-1)
+            top_out.append(torch.nn.functional.pad(top.cpu(), (0, 0, 1, 0), value=0.0))
+            idx_out.append(torch.nn.functional.pad(idx.cpu(), (0, 0, 1, 0), value=0))
+        return torch.cat(logp_out), torch.cat(top_out), torch.cat(idx_out)
+
 
 class Scorer:
     """A handle on one ScorerWorker actor with errors that name it."""
@@ -73,6 +92,9 @@ class Scorer:
 
     def logprobs_async(self, batch: TokenBatch) -> ray.ObjectRef:
         return self.actor.logprobs.remote(batch)
+
+    def topk_logprobs_async(self, batch: TokenBatch, k: int) -> ray.ObjectRef:
+        return self.actor.topk_logprobs.remote(batch, k)
 
     def shutdown(self) -> None:
         ray.kill(self.actor)

@@ -61,8 +61,11 @@ MIB = 1 << 20
 # ---- the learner-side loss (runs in LearnerWorker processes; module-level so it pickles) -----------------
 
 def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: tuple[AnchorTerm, ...],
-                  on_policy: bool) -> LossOut:
-    """Forward one micro-batch and apply ``online_rl_loss``; also reports the rollout/learner mismatch."""
+                  on_policy: bool, sampled: bool = True) -> LossOut:
+    """Forward one micro-batch and apply ``online_rl_loss``; also reports the rollout/learner mismatch.
+
+    ``sampled`` False: the responses are dataset completions (distillation with λ < 1), which have no
+    rollout log-probs: no TIS, no mismatch metric."""
     tokens = micro.tokens
     logits = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
     logp = token_logprobs(logits, tokens.input_ids)
@@ -72,12 +75,14 @@ def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: t
     # One update per batch: π_old is the learner's own π_θ (ratio exactly 1); later updates use the
     # rollout engine's log-probs as π_old (what generated the samples).
     rows["logp_old"] = logp.detach() if on_policy else logp_rollout
-    if params.tis_cap is not None:
+    if params.tis_cap is not None and sampled:
         rows["tis"], tis_metrics = tis_weights(logp.detach(), logp_rollout, mask, TISParams(cap=params.tis_cap))
     else:
         tis_metrics = {}
-    need_logits = params.entropy_coef > 0 or any(a.estimator == "full" for a in anchors)
+    need_logits = params.entropy_coef > 0 or any(a.estimator in ("full", "topk") for a in anchors)
     out = online_rl_loss(logp, mask, rows, params, anchors, logits=logits if need_logits else None)
+    if not sampled:
+        return LossOut(out.loss, {**out.metrics, **tis_metrics})
     diff = (logp.detach() - logp_rollout).abs()
     diff = torch.where(mask, diff, torch.zeros_like(diff))
     # Same weights on both sides: the engines' numerical mismatch. Otherwise (overlap, later updates) the
@@ -405,10 +410,11 @@ class Collected:
     correct: torch.Tensor
     completions: list[Completion]
     kept_frac: float
-    anchor_logp: dict[str, torch.Tensor]
+    anchor_rows: dict[str, torch.Tensor]
     generate_s: float
     score_s: float
     off_policy: bool
+    from_student: bool = True
 
 
 def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scorers, sampling, *,
@@ -419,8 +425,12 @@ def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scor
     """
     t_start = time.perf_counter()
     g = p.group_size
+    from_student = student_step(cfg.seed, step, getattr(p, "lmbda", 1.0))
     try:
-        batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
+        if from_student:
+            batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
+        else:
+            batch, rewards, completions = _gold(prompts, g, task, tokenizer)
         correct = rewards.clone()
         lengths = torch.tensor([len(c.token_ids) for c in completions])
         rewards = rewards + overlong_shaping(lengths, cfg.rollout.max_new_tokens, p.overlong_buffer,
@@ -442,10 +452,34 @@ def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scor
         if on_generated is not None:
             on_generated()
     t_gen = time.perf_counter()
-    refs = {name: s.logprobs_async(batch.tokens) for name, s in scorers.items()}
-    anchor_logp = {name: s.get(refs[name], "scoring") for name, s in scorers.items()}
-    return Collected(batch, rewards, correct, completions, kept_frac, anchor_logp, t_gen - t_start,
-                     time.perf_counter() - t_gen, off_policy)
+    topk = {n: a.topk for n, a in zip(cfg.anchor_names, cfg.anchors) if a.estimator == "topk"}
+    refs = {name: s.topk_logprobs_async(batch.tokens, topk[name]) if name in topk else s.logprobs_async(batch.tokens)
+            for name, s in scorers.items()}
+    anchor_rows = {}
+    for name, s in scorers.items():
+        got = s.get(refs[name], "scoring")
+        if name in topk:
+            got, anchor_rows[f"anchor_topk_logp/{name}"], anchor_rows[f"anchor_topk_index/{name}"] = got
+        anchor_rows[f"anchor_logp/{name}"] = got
+    return Collected(batch, rewards, correct, completions, kept_frac, anchor_rows, t_gen - t_start,
+                     time.perf_counter() - t_gen, off_policy and from_student, from_student)
+
+
+def student_step(seed: int, step: int, lmbda: float) -> bool:
+    """GKD's λ: whether ``step`` trains on student samples (seeded per step, so a resume agrees)."""
+    return lmbda >= 1.0 or random.Random(seed * 7_919 + step).random() < lmbda
+
+
+def _gold(prompts: list[Example], g: int, task: str, tokenizer) -> tuple[RolloutBatch, torch.Tensor, list[Completion]]:
+    """The dataset's gold completions (+ EOS) as a batch, each prompt ``g`` times (distillation with λ < 1)."""
+    completions = []
+    for x in prompts:
+        ids = tuple(tokenizer(x.completion, add_special_tokens=False)["input_ids"]) + (tokenizer.eos_token_id,)
+        completions += [Completion(text=x.completion, token_ids=ids, logprobs=None, finished=True)] * g
+    answers = [x.answer for x in prompts for _ in range(g)]
+    rewards = torch.tensor(reward_for(task, [c.text for c in completions], answers), dtype=torch.float32)
+    prompt_ids = [tokenizer(x.prompt)["input_ids"] for x in prompts for _ in range(g)]
+    return build_batch(prompt_ids, completions, tokenizer.pad_token_id), rewards, completions
 
 
 class RolloutPrefetch:
@@ -500,7 +534,7 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
     batch, rewards, correct, completions = got.batch, got.rewards, got.correct, got.completions
     tokens = batch.tokens
     mask = tokens.loss_mask
-    anchor_rows = {f"anchor_logp/{name}": v for name, v in got.anchor_logp.items()}
+    anchor_rows = dict(got.anchor_rows)
 
     token_rewards = torch.zeros_like(batch.rows["logp_rollout"])
     loss_terms = []
@@ -540,7 +574,8 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
     for u in range(updates):
         # π_old is the learner's own π_θ only for the first update on a batch the current weights sampled.
         on_policy = u == 0 and not got.off_policy
-        loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=on_policy)
+        loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=on_policy,
+                                    sampled=got.from_student)
         learner_metrics.append(learner.train_step(batch.slice(u * size, (u + 1) * size), loss_fn))
     t_learn = time.perf_counter()
 
@@ -568,6 +603,7 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
         "train/advantage_abs_mean": float(masked_mean(adv.adv.abs(), mask)),
         "train/kept_group_frac": got.kept_frac,
         "train/off_policy": float(got.off_policy),
+        "train/from_student": float(got.from_student),
         "time/generate_s": got.generate_s, "time/score_s": got.score_s, "time/wait_rollout_s": t_got - t_start,
         "time/learner_s": t_learn - t_got, "time/wait_generate_s": t_free - t_learn, "time/sync_s": t_sync - t_free,
         "time/step_s": t_sync - t_start,

@@ -14,6 +14,7 @@ same ``OnlineRLParams`` with the defaults of its paper:
   rloo          leave-one-out baseline, REINFORCE-style (PPO clip at ratio 1) arXiv:2402.14740
   reinforce_pp  REINFORCE++: global batch-normalised returns            arXiv:2501.03262
   ppo           GAE with a learned critic (value model), whitened A    arXiv:1707.06347, arXiv:2203.02155
+  distill       no reward term: the teacher anchor(s) alone (on-policy KD / GKD with λ)  arXiv:2306.13649
 Deviations: with one optimizer step per rollout batch the ratio is exactly 1 (logp_old = logp.detach(),
 as TRL's GRPO with num_iterations = 1), so the clip bounds matter only for ``updates_per_step`` > 1.
 """
@@ -25,6 +26,7 @@ from typing import Any, Literal
 
 import torch
 
+from alignrl.divergences.topk import topk_full
 from alignrl.objectives.anchor_term import anchor_token_terms
 from alignrl.objectives.entropy import EntropyParams, entropy_bonus
 from alignrl.ops import AGGREGATION_MODES, aggregate, masked_mean
@@ -43,8 +45,8 @@ class OnlineRLParams:
     """grpo: divide by the group std (False: Dr. GRPO)."""
     std_scope: Literal["group", "batch"] = "group"
     """grpo: whose std divides."""
-    policy_loss: Literal["ppo", "gspo", "reinforce"] = "ppo"
-    """POLICY_LOSSES entry."""
+    policy_loss: Literal["ppo", "gspo", "reinforce", "none"] = "ppo"
+    """POLICY_LOSSES entry; none: no reward term, the anchors alone train the policy (distillation)."""
     clip_low: float = 0.2
     clip_high: float = 0.2
     """ε_high; DAPO's clip-higher uses 0.28."""
@@ -127,6 +129,24 @@ class PPOAlgoParams(OnlineRLParams):
     whiten: bool = True
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DistillAlgoParams(OnlineRLParams):
+    """On-policy / mixed distillation (GKD, MiniLLM-style RKL): the policy loss is off and the teacher
+    anchor(s) are the whole objective; rewards are still computed and logged (the student's accuracy)."""
+
+    group_size: int = 1
+    advantage: Literal["grpo", "rloo", "reinforce_pp", "baseline", "gae"] = "baseline"
+    policy_loss: Literal["ppo", "gspo", "reinforce", "none"] = "none"
+    lmbda: float = 1.0
+    """GKD's λ: the probability that a step trains on student samples; otherwise on the dataset's gold
+    completions (supervised KD). 1: on-policy, 0: offline."""
+
+    def __post_init__(self) -> None:
+        OnlineRLParams.__post_init__(self)
+        if not 0.0 <= self.lmbda <= 1.0:
+            raise ValueError(f"lmbda must be in [0, 1], got {self.lmbda}")
+
+
 def pick_params(params_cls: type | None, source: Any, **extra: Any) -> Any:
     """An entry's Params built from the same-named fields of ``source`` (None if the entry has no Params)."""
     if params_cls is None:
@@ -167,18 +187,24 @@ def online_rl_loss(
     Returns: LossOut(loss, policy metrics + ``anchor/<name>`` (token-mean D estimate over its mask) +
         ``entropy``).
     """
-    entry = POLICY_LOSSES.entry(p.policy_loss)
-    policy_params = pick_params(entry.params, p)
-    out = entry.fn(logp, rows["logp_old"], rows["advantages"], mask, policy_params,
-                   weights=rows.get("tis"), global_denominator=global_denominator)
-    loss = out.loss
-    metrics = dict(out.metrics)
+    if p.policy_loss == "none":
+        loss, metrics = logp.new_zeros(()), {}
+    else:
+        entry = POLICY_LOSSES.entry(p.policy_loss)
+        out = entry.fn(logp, rows["logp_old"], rows["advantages"], mask, pick_params(entry.params, p),
+                       weights=rows.get("tis"), global_denominator=global_denominator)
+        loss, metrics = out.loss, dict(out.metrics)
     for a in anchors:
-        if a.estimator == "full":
+        if a.estimator in ("full", "topk"):
             if logits is None:
-                raise ValueError("online_rl_loss: a full-vocabulary anchor needs the policy logits")
-            surrogate = full_anchor_divergence(logits, rows[f"anchor_logits/{a.name}"], a.divergence,
-                                               a.divergence_params)
+                raise ValueError(f"online_rl_loss: estimator {a.estimator} needs the policy logits")
+            if a.estimator == "full":
+                surrogate = full_anchor_divergence(logits, rows[f"anchor_logits/{a.name}"], a.divergence,
+                                                   a.divergence_params)
+            else:
+                surrogate = topk_anchor_divergence(logits, rows[f"anchor_topk_logp/{a.name}"],
+                                                   rows[f"anchor_topk_index/{a.name}"], a.divergence,
+                                                   a.divergence_params)
             value = surrogate.detach()
         else:
             value, surrogate = anchor_token_terms(logp, rows[f"anchor_logp/{a.name}"], divergence=a.divergence,
@@ -210,6 +236,17 @@ def full_anchor_divergence(logits: torch.Tensor, anchor_logits: torch.Tensor, di
     return torch.nn.functional.pad(d, (1, 0), value=0.0)
 
 
+def topk_anchor_divergence(logits: torch.Tensor, topk_logq: torch.Tensor, topk_index: torch.Tensor,
+                           divergence: str, params: Any = None) -> torch.Tensor:
+    """D(p̃_{t} ‖ q̃_{t}) per token t on the anchor's top-k tokens plus a tail bucket (divergences/topk.py),
+    p from the policy logits z_{t−1}; topk_logq / topk_index (B, T, k) aligned to tokens (position t: the
+    distribution token t was drawn from, as ScorerWorker.topk_logprobs sends them); 0 at t = 0.
+    Equals ``full_anchor_divergence`` when k = V. Differentiable in logits."""
+    p = params if params is not None else DIVERGENCES.entry(divergence).params()
+    d = topk_full(divergence, logits[:, :-1], topk_logq[:, 1:].to(logits.dtype).detach(), topk_index[:, 1:], p)
+    return torch.nn.functional.pad(d, (1, 0), value=0.0)
+
+
 def advantage_params(p: OnlineRLParams) -> Any:
     """The chosen ADVANTAGES entry's Params, filled from the algorithm's same-named knobs."""
     return pick_params(ADVANTAGES.entry(p.advantage).params, p)
@@ -218,6 +255,7 @@ def advantage_params(p: OnlineRLParams) -> Any:
 ALGORITHMS = {
     "grpo": OnlineRLParams, "dr_grpo": DrGRPOParams, "dapo": DAPOParams, "gspo": GSPOAlgoParams,
     "rloo": RLOOAlgoParams, "reinforce_pp": ReinforcePPAlgoParams, "ppo": PPOAlgoParams,
+    "distill": DistillAlgoParams,
 }
 for _name, _cls in ALGORITHMS.items():
     TRAIN_LOSSES.register(_name, params=_cls)(online_rl_loss)

@@ -6,7 +6,6 @@ machine-to-machine float differences, the seeds are fixed).
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,19 +15,8 @@ from alignrl.tracking import read_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "recipes" / "tiny" / "demo_sft_arithmetic.yaml"
-STEPS = 600
+STEPS = 600  # conftest.DEMO_STEPS
 MIN_ACCURACY = 0.95  # measured 0.997 (300 held-out problems, seed 0, 600 steps); 0.577 at step 300
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    overrides = [f"output_dir={out}", f"train.steps={STEPS}", "train.eval_every=300", "train.checkpoint_every=300",
-                 "eval.n=300", "name=demo-test"]
-    assert main(["run", str(RECIPE), *overrides, "--no-progress"]) == 0
-    return out / "demo-test"
 
 
 def test_sft_learns_addition(demo_run):

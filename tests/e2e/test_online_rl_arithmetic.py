@@ -17,20 +17,19 @@ from alignrl.tracking import read_metrics
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-SFT_RECIPE = ROOT / "recipes" / "tiny" / "sft_warmstart_arithmetic.yaml"
 RL_RECIPE = ROOT / "recipes" / "grpo_arithmetic.yaml"
 MIN_GAIN = 0.10  # measured +0.205 (GRPO, seed 0)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, warm_start):
     out = tmp_path_factory.mktemp("runs")
-    assert main(["run", str(SFT_RECIPE), f"output_dir={out}", "name=warm", "--no-progress"]) == 0
+    (out / "warm").symlink_to(warm_start, target_is_directory=True)
     return out
 
 
-def _rl(runs: Path, name: str, *overrides: str) -> Path:
-    args = ["run", str(RL_RECIPE), f"output_dir={runs}", f"name={name}", f"policy.path={runs / 'warm' / 'export'}",
+def _rl(runs: Path, name: str, *overrides: str, recipe: Path = RL_RECIPE) -> Path:
+    args = ["run", str(recipe), f"output_dir={runs}", f"name={name}", f"policy.path={runs / 'warm' / 'export'}",
             "train.checkpoint_every=0", *overrides, "--no-progress"]
     assert main(args) == 0
     return runs / name
