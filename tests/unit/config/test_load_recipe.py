@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import textwrap
 from pathlib import Path
 
@@ -79,20 +80,30 @@ def test_every_shipped_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch,
     from alignrl.yaml_loader import read_recipe
 
     monkeypatch.chdir(REPO)  # data paths in recipes are relative to where `alignrl` runs
-    start = (read_recipe(path)[0].get("policy") or {}).get("path") or ""
+    raw = read_recipe(path)[0]
+    start = (raw.get("policy") or {}).get("path") or ""
+    anchors = [dict(a) for a in raw.get("anchors") or []]
+    produced = {yaml.safe_load(r.read_text()).get("name") for r in RECIPES}
+    produced |= {load_recipe(r).name for r in RECIPES if not _chained(r)}
     overrides = []
     if start.startswith("runs/"):
-        produced = {yaml.safe_load(r.read_text()).get("name") for r in RECIPES}
-        produced |= {load_recipe(r).name for r in RECIPES if not _chained(r)}
         assert start.split("/")[1] in produced, f"{start}: no shipped recipe writes this run folder"
-        overrides = [f"policy.path={tiny_model_dir}"]
+        overrides.append(f"policy.path={tiny_model_dir}")
+    if any(str(a.get("path") or "").startswith("runs/") for a in anchors):
+        for anchor in anchors:
+            if str(anchor.get("path") or "").startswith("runs/"):
+                assert anchor["path"].split("/")[1] in produced, f"{anchor['path']}: no shipped recipe writes it"
+                anchor["path"] = str(tiny_model_dir)
+        overrides.append(f"anchors={json.dumps(anchors)}")
     assert isinstance(load_recipe(path, overrides), RunConfig)
 
 
 def _chained(recipe: Path) -> bool:
     from alignrl.yaml_loader import read_recipe
 
-    return str((read_recipe(recipe)[0].get("policy") or {}).get("path") or "").startswith("runs/")
+    raw = read_recipe(recipe)[0]
+    paths = [(raw.get("policy") or {}).get("path")] + [a.get("path") for a in raw.get("anchors") or []]
+    return any(str(p or "").startswith("runs/") for p in paths)
 
 
 def test_there_are_shipped_recipes():
