@@ -104,6 +104,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from alignrl.reporting import plot_accuracy_curves, print_summary, summarize_run
+
+    summaries = [summarize_run(Path(r)) for r in args.runs]
+    print_summary(summaries, args.title)
+    if args.png:
+        print(f"learning curves: {plot_accuracy_curves(summaries, Path(args.png), args.title)}")
+    return 0
+
+
 def _cmd_models_tiny(args: argparse.Namespace) -> int:
     from alignrl.models.tiny import build_tiny_model
 
@@ -177,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("compare", help="a summary table of finished runs and a PNG of their held-out accuracy")
+    p.add_argument("runs", nargs="+", help="run folders, e.g. runs/A runs/B")
+    p.add_argument("--png", help="write the runs' held-out accuracy curves to this PNG")
+    p.add_argument("--title", default="held-out accuracy", help="table and plot title")
+    p.set_defaults(func=_cmd_compare)
 
     models = sub.add_parser("models", help="build or import models").add_subparsers(dest="models_command",
                                                                                   required=True, metavar="COMMAND")

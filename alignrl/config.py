@@ -178,7 +178,18 @@ class RolloutConfig:
     log-probs as π_old). The pipeline drains before eval and checkpoint steps, so those and a resumed
     run see freshly synced weights. Needs placement: separate (colocated actors take turns anyway)."""
 
+    skd_top_k: int = 0
+    """Speculative KD sampling for distillation runs (SKD, Xu et al. 2024): the student proposes each token and
+    the teacher (the run's `model: path` anchor) replaces it with its own sample when it is not among the
+    teacher's top skd_top_k. 0 = off. Runs on the hf engine (vLLM's sampler cannot consult a teacher per
+    token): one extra teacher forward per generated token."""
+
     def __post_init__(self) -> None:
+        if self.skd_top_k < 0:
+            raise ValueError(f"skd_top_k must be >= 0 (0 = off), got {self.skd_top_k}")
+        if self.skd_top_k and self.engine != "hf":
+            raise ValueError("skd_top_k needs engine: hf (the teacher must see every decoding step; vLLM's sampler "
+                             "cannot consult it)")
         if self.overlap and self.placement == "colocated":
             raise ValueError("overlap needs placement: separate (colocated rollout and learner share their CPUs "
                              "and take turns, so there is nothing to overlap)")
@@ -338,6 +349,14 @@ def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
                 fail(f"anchors[{i}].estimator", origins, f"algorithm.lmbda {p.lmbda} < 1 trains on dataset "
                      f"completions too, which the policy did not sample; estimator {a.estimator} assumes its own "
                      "samples: use estimator: topk (or full)")
+    if cfg.rollout.skd_top_k:
+        teachers = [a for a in cfg.anchors if a.model == "path"]
+        if p.policy_loss != "none":
+            fail("rollout.skd_top_k", origins, f"speculative KD sampling mixes teacher tokens into the rollouts, which "
+                 f"biases {cfg.algorithm.name}'s policy gradient: use it with algorithm.name: distill")
+        if len(teachers) != 1:
+            fail("rollout.skd_top_k", origins, f"speculative KD needs exactly one teacher anchor (model: path), found "
+                 f"{len(teachers)}")
     for i, a in enumerate(cfg.anchors):
         if a.model == "elastic_reset" and cfg.learner.zero_stage != 0:
             fail(f"anchors[{i}].model", origins, "elastic_reset rewrites the policy's weights in place, which "

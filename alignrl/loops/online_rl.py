@@ -291,7 +291,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     adv_params = advantage_params(p)
     rc = cfg.rollout
     sampling = dict(n=group_size, temperature=rc.temperature, top_p=rc.top_p, max_new_tokens=rc.max_new_tokens,
-                    logprobs=True)
+                    logprobs=True, teacher_in_loop=rc.skd_top_k > 0)
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress,
                       live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]),
                       resume_step=trainer_state["step"] if resume else None)
@@ -317,6 +317,9 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 raise UserError(f"rollout.workers {rc.workers} > learner.workers {cfg.learner.workers}: colocated "
                                 "placement puts one rollout worker beside each learner worker")
             engine_kw = {"kv_cache_gib": rc.kv_cache_gib} if rc.engine == "vllm" else {}
+            if rc.skd_top_k:
+                engine_kw |= {"skd_top_k": rc.skd_top_k,
+                              "teacher_dir": next(a.path for a in cfg.anchors if a.model == "path")}
             rollout = RolloutGroup(
                 rc.engine, str(model_dir), workers=rc.workers, seed=cfg.seed, cpus_per_worker=rc.cpus_per_worker,
                 gpus_per_worker=rc.gpus_per_worker, engine_kw=engine_kw,
@@ -465,6 +468,14 @@ def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scor
                      time.perf_counter() - t_gen, off_policy and from_student, from_student)
 
 
+def _skd_metrics(completions: list[Completion]) -> dict[str, float]:
+    """Speculative KD: the fraction of generated tokens the teacher replaced (absent for other rollouts)."""
+    replaced = [c.extra["skd_replaced"] for c in completions if "skd_replaced" in c.extra]
+    if not replaced:
+        return {}
+    return {"train/skd_replaced_frac": sum(replaced) / max(1, sum(len(c.token_ids) for c in completions))}
+
+
 def student_step(seed: int, step: int, lmbda: float) -> bool:
     """GKD's λ: whether ``step`` trains on student samples (seeded per step, so a resume agrees)."""
     return lmbda >= 1.0 or random.Random(seed * 7_919 + step).random() < lmbda
@@ -604,6 +615,7 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
         "train/kept_group_frac": got.kept_frac,
         "train/off_policy": float(got.off_policy),
         "train/from_student": float(got.from_student),
+        **_skd_metrics(got.completions),
         "time/generate_s": got.generate_s, "time/score_s": got.score_s, "time/wait_rollout_s": t_got - t_start,
         "time/learner_s": t_learn - t_got, "time/wait_generate_s": t_free - t_learn, "time/sync_s": t_sync - t_free,
         "time/step_s": t_sync - t_start,

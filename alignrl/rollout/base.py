@@ -19,6 +19,7 @@ class SamplingConfig:
     max_new_tokens: int = 16
     seed: int = 0
     logprobs: bool = False       # return the sampled tokens' log-probs
+    teacher_in_loop: bool = False  # speculative KD: an engine with a teacher lets it replace proposals
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

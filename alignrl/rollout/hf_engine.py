@@ -11,6 +11,10 @@ two are interchangeable and their outputs can be compared token for token:
   ``max_new_tokens`` was reached without EOS.
 - Sampling is seeded with ``sampling.seed`` on a forked RNG, so a call is reproducible and leaves
   the caller's random state alone. Samples are not the same as vLLM's (different random streams).
+
+With ``teacher_dir`` and ``skd_top_k`` the engine samples by speculative KD (``speculative_kd.py``) when a
+call asks for it (``sampling.teacher_in_loop``; evaluation does not): the teacher replaces every proposed
+token outside its top-K; log-probs stay the student's, and ``extra["skd_replaced"]`` counts the replaced.
 """
 
 from __future__ import annotations
@@ -30,14 +34,25 @@ class HFEngine:
     """A ``GenerationEngine`` over an HF causal LM, generating ``batch_size`` sequences at a time."""
 
     def __init__(self, model_dir: str | os.PathLike[str], *, dtype: str = "float32",
-                 device: str = "cpu", batch_size: int = 64) -> None:
-        """Load the model folder's tokenizer (left padding) and model in ``dtype`` on ``device``."""
+                 device: str = "cpu", batch_size: int = 64, teacher_dir: str | os.PathLike[str] | None = None,
+                 skd_top_k: int = 0) -> None:
+        """Load the model folder's tokenizer (left padding) and model in ``dtype`` on ``device``; with
+        ``teacher_dir`` and ``skd_top_k > 0`` also the teacher, for speculative-KD sampling."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UserError(f"rollout batch_size {batch_size!r} must be a positive integer.")
+        if (teacher_dir is None) != (skd_top_k <= 0):
+            raise UserError("speculative KD needs both a teacher folder and skd_top_k > 0 (rollout.skd_top_k)")
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(model_dir, key="rollout model")
         self.model = load_causal_lm(model_dir, dtype, key="rollout model").to(self.device).eval()
+        self.skd_top_k = skd_top_k
+        self.teacher = None
+        if teacher_dir is not None:
+            if load_tokenizer(teacher_dir, key="speculative-KD teacher").get_vocab() != self.tokenizer.get_vocab():
+                raise UserError(f"speculative-KD teacher {teacher_dir} has another tokenizer than the policy "
+                                f"{model_dir}; the teacher must share the student's vocabulary")
+            self.teacher = load_causal_lm(teacher_dir, dtype, key="speculative-KD teacher").to(self.device).eval()
         self.eos_ids = _eos_ids(self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id)
         # A clean generation config: sampling settings saved with the model (top_k, repetition
         # penalty, ...) would otherwise leak into generate() and break parity with vLLM.
@@ -80,11 +95,28 @@ class HFEngine:
     def _generate_batch(self, rows: list[str], sampling: SamplingConfig) -> list[Completion]:
         """Generate one completion for each row of one batch."""
         batch = self.tokenizer(rows, return_tensors="pt", padding=True).to(self.device)
+        if self.teacher is not None and sampling.teacher_in_loop:
+            return self._speculative_batch(batch, sampling)
         out = self.model.generate(**batch, generation_config=_generation_config(sampling))
         new_ids = out.sequences[:, batch["input_ids"].shape[1]:]  # (B, T), T <= max_new_tokens
         logp = _token_logprobs(out.logits, new_ids) if sampling.logprobs else None  # (B, T)
         return [self._completion(new_ids[i], None if logp is None else logp[i])
                 for i in range(len(rows))]
+
+    def _speculative_batch(self, batch: dict[str, torch.Tensor], sampling: SamplingConfig) -> list[Completion]:
+        from alignrl.rollout.speculative_kd import speculative_kd_generate
+
+        out = speculative_kd_generate(
+            self.model, self.teacher, batch["input_ids"], batch["attention_mask"], top_k=self.skd_top_k,
+            max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            eos_ids=self.eos_ids, pad_id=self.tokenizer.pad_token_id,
+        )
+        completions = []
+        for i in range(out.new_ids.shape[0]):
+            c = self._completion(out.new_ids[i], out.student_logp[i] if sampling.logprobs else None)
+            c.extra["skd_replaced"] = int(out.replaced[i].sum())
+            completions.append(c)
+        return completions
 
     def _completion(self, ids: torch.Tensor, logp: torch.Tensor | None) -> Completion:
         """Cut one generated row at its first EOS (kept) and wrap it with its log-probs."""

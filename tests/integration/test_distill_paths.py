@@ -82,3 +82,27 @@ eval: {{n: 8, k: 0, max_new_tokens: 3}}
         assert r["train/loss"] == pytest.approx(r["train/anchor/teacher"], rel=1e-4)  # coef 1, nothing else
     js = [r["train/anchor/teacher"] for r in records]
     assert sum(js[-3:]) / 3 < 0.5 * sum(js[:3]) / 3  # the student moved toward the teacher
+
+
+def test_speculative_kd_rollouts_replace_tokens_outside_the_teachers_top_k(tmp_path, teacher_dir):
+    recipe = tmp_path / "skd.yaml"
+    recipe.write_text(f"""\
+name: skd
+seed: 4
+policy: {{tiny: {{hidden: 64, layers: 2, heads: 2, max_positions: 32}}}}
+algorithm: {{name: distill, group_size: 2}}
+anchors:
+  - {{model: path, name: teacher, path: {teacher_dir}, divergence: reverse_kl, estimator: topk, topk: 8, coef: 1.0}}
+data: {{train: "tasks://arithmetic?digits=1&n=200&split=train", eval: "tasks://arithmetic?digits=1&n=8&split=test"}}
+rollout: {{engine: hf, skd_top_k: 2, max_new_tokens: 3, cpus_per_worker: 0.5}}
+learner: {{micro_batch_size: 8, lr: 1.0e-2, cpus_per_worker: 1}}
+train: {{steps: 6, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 0}}
+eval: {{n: 8, k: 0, max_new_tokens: 3}}
+""")
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 0
+    records = [r for r in read_metrics(tmp_path / "skd" / "metrics.jsonl") if "train/loss" in r]
+    assert len(records) == 6
+    replaced = [r["train/skd_replaced_frac"] for r in records]
+    assert all(0.0 < f <= 1.0 for f in replaced), replaced  # two unrelated random models: many replacements
+    # the rollout log-probs are still the student's own: the learner recomputes the same values
+    assert max(r["train/logp_mismatch_max"] for r in records) < 1e-4
