@@ -204,6 +204,27 @@ class RolloutConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TAIDConfig:
+    """TAID's adaptive interpolation t (Shing et al. 2025; objectives/taid.py TAIDSchedule): the anchor becomes
+    p_t = softmax((1 − t)·sg(log π_θ) + t·log π_teacher), t moving from t_start to t_end, faster while the
+    anchor's loss keeps falling (momentum β of its relative change, step α)."""
+
+    t_start: float = 0.4
+    t_end: float = 1.0
+    alpha: float = 5e-4
+    beta: float = 0.99
+    adaptive: bool = True
+    """False: t follows the linear schedule t_start -> t_end only."""
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.t_start < 1.0 and 0.0 < self.t_end <= 1.0 and self.t_start <= self.t_end):
+            raise ValueError(f"need 0 <= t_start < 1, 0 < t_end <= 1 and t_start <= t_end, got {self.t_start}, "
+                             f"{self.t_end}")
+        if not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.beta < 1.0:
+            raise ValueError(f"need alpha in [0, 1] and beta in [0, 1), got {self.alpha}, {self.beta}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AnchorConfig:
     """One anchor term coef(step) · mask · D(π_θ ‖ anchor model)."""
 
@@ -239,6 +260,9 @@ class AnchorConfig:
     """loss: added to the policy loss (GRPO); reward: −coef·D_t added to the token rewards (PPO style)."""
     cpus: float = 0.5
     """Ray CPU request of this anchor's ScorerWorker (init, path, soup; moving anchors live in the learner)."""
+    taid: TAIDConfig | None = None
+    """TAID (estimator topk): distil towards the interpolation of the policy and this anchor, t adapted per step
+    (e.g. ``taid: {t_start: 0.4}`` with ``divergence: forward_kl``, the paper's loss)."""
 
     def __post_init__(self) -> None:
         if (self.model == "path") != (self.path is not None):
@@ -263,6 +287,8 @@ class AnchorConfig:
                              "use estimator: full there")
         if self.topk < 1:
             raise ValueError(f"topk must be >= 1, got {self.topk}")
+        if self.taid is not None and self.estimator != "topk":
+            raise ValueError("taid interpolates the teacher's distribution: it needs estimator: topk")
         if self.estimator == "f_sampled" and not DIVERGENCES.get(self.divergence.name).has_sampled:
             raise ValueError(f"divergence {self.divergence.name} has no sampled form (not an f-divergence)")
 

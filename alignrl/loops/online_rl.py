@@ -46,6 +46,7 @@ from alignrl.loops.common import (
 )
 from alignrl.objectives.anchor_term import CoefSchedule, adaptive_coef, anchor_token_terms, coef_at
 from alignrl.objectives.online_rl import AnchorTerm, OnlineRLParams, advantage_params, online_rl_loss
+from alignrl.objectives.taid import TAIDSchedule
 from alignrl.objectives.tis import TISParams, tis_weights
 from alignrl.objectives.value import ValueParams, value_loss
 from alignrl.ops import masked_mean, token_logprobs
@@ -133,6 +134,19 @@ def keep_informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Ten
 
 
 # ---- anchors --------------------------------------------------------------------------------------------
+
+def taid_schedules(plans: list[AnchorPlan], total_steps: int, saved: dict[str, dict]) -> dict[str, TAIDSchedule]:
+    """One TAID schedule per anchor with ``taid:``, restored from a checkpoint's ``saved`` states if present."""
+    out = {}
+    for a in plans:
+        if a.cfg.taid is not None:
+            c = a.cfg.taid
+            out[a.name] = TAIDSchedule(total_steps=total_steps, t_start=c.t_start, t_end=c.t_end, alpha=c.alpha,
+                                       beta=c.beta, adaptive=c.adaptive)
+            if a.name in saved:
+                out[a.name].load_state_dict(saved[a.name])
+    return out
+
 
 @dataclass(frozen=True, slots=True)
 class AnchorPlan:
@@ -328,6 +342,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             scorers = start_scorers(plans, model_dir, cfg)
             engine = RemoteEngine(rollout)
             adaptive_now: dict[str, float] = dict(trainer_state.get("adaptive_coefs", {}))
+            taid_now = taid_schedules(plans, cfg.train.steps, trainer_state.get("taid_schedules", {}))
             if checkpoint is not None:
                 _restore(checkpoint, trainer_state["step"], learner, rollout, cfg, critic)
 
@@ -348,7 +363,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 # run resumed from a checkpoint starts exactly as the uninterrupted run went on.
                 metrics = _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, scorers, learner,
                                     adv_entry, adv_params, sampling, critic, adaptive_now, prefetch=prefetch,
-                                    prefetch_next=not (last or evals or saves))
+                                    prefetch_next=not (last or evals or saves), taid_now=taid_now)
                 check_finite(step, metrics)
                 tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
                             | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
@@ -356,7 +371,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                     final = evaluate_now(step)
                 if saves:
                     save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step,
-                                    extra={"prompt_batches": prompts_iter.taken, "adaptive_coefs": adaptive_now},
+                                    extra={"prompt_batches": prompts_iter.taken, "adaptive_coefs": adaptive_now,
+                                           "taid_schedules": {n: s.state_dict() for n, s in taid_now.items()}},
                                     anchors=learner.anchor_states(), others={"critic": critic} if critic else None)
             if cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
@@ -532,7 +548,7 @@ class RolloutPrefetch:
 
 def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, scorers, learner,
               adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
-              prefetch_next: bool = False) -> dict[str, float]:
+              prefetch_next: bool = False, taid_now: dict[str, TAIDSchedule] | None = None) -> dict[str, float]:
     t_start = time.perf_counter()
     g = p.group_size
     got = prefetch.take(step) if prefetch is not None else None
@@ -566,8 +582,11 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
             token_rewards = token_rewards - coef * torch.where(mask, value * gate, torch.zeros_like(value))
             metrics[f"train/anchor/{a.name}"] = float(masked_mean(value, mask))
         else:
+            taid_t = taid_now[a.name].t if taid_now and a.name in taid_now else None
+            if taid_t is not None:
+                metrics[f"train/taid_t/{a.name}"] = taid_t
             loss_terms.append(AnchorTerm(a.name, a.cfg.divergence.name, a.cfg.estimator, coef,
-                                         a.divergence_params()))
+                                         a.divergence_params(), taid_t))
 
     values = critic.forward_values(tokens) if critic is not None else None
     adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards, values=values,
@@ -605,6 +624,8 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
         if isinstance(c, CoefSchedule) and c.schedule == "adaptive" and f"train/anchor/{a.name}" in metrics:
             adaptive_now[a.name] = adaptive_coef(adaptive_now[a.name], metrics[f"train/anchor/{a.name}"], c.target,
                                                  c.horizon, len(batch))
+        if taid_now and a.name in taid_now and f"train/anchor/{a.name}" in metrics:  # TAID's t follows its loss
+            taid_now[a.name].update(metrics[f"train/anchor/{a.name}"], step - 1)
     lengths = mask.sum(1).float()
     metrics.update({
         "train/reward_mean": float(rewards.mean()),

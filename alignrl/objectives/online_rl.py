@@ -29,6 +29,7 @@ import torch
 from alignrl.divergences.topk import topk_full
 from alignrl.objectives.anchor_term import anchor_token_terms
 from alignrl.objectives.entropy import EntropyParams, entropy_bonus
+from alignrl.objectives.taid import taid_topk_target
 from alignrl.ops import AGGREGATION_MODES, aggregate, masked_mean
 from alignrl.ops.reductions import AggregationMode
 from alignrl.registry import ADVANTAGES, DIVERGENCES, POLICY_LOSSES, TRAIN_LOSSES
@@ -165,6 +166,9 @@ class AnchorTerm:
     estimator: str
     coef: float
     divergence_params: Any = None
+    taid_t: float | None = None
+    """estimator topk only: the anchor is TAID's interpolation p_t of the policy (stop-gradient) and the
+    teacher at this t (objectives/taid.py), not the teacher itself."""
 
 
 def online_rl_loss(
@@ -200,6 +204,10 @@ def online_rl_loss(
                 raise ValueError(f"online_rl_loss: estimator {a.estimator} needs the policy logits")
             if a.estimator == "full":
                 surrogate = full_anchor_divergence(logits, rows[f"anchor_logits/{a.name}"], a.divergence,
+                                                   a.divergence_params)
+            elif a.taid_t is not None:
+                surrogate = taid_anchor_divergence(logits, rows[f"anchor_topk_logp/{a.name}"],
+                                                   rows[f"anchor_topk_index/{a.name}"], a.taid_t, a.divergence,
                                                    a.divergence_params)
             else:
                 surrogate = topk_anchor_divergence(logits, rows[f"anchor_topk_logp/{a.name}"],
@@ -244,6 +252,18 @@ def topk_anchor_divergence(logits: torch.Tensor, topk_logq: torch.Tensor, topk_i
     Equals ``full_anchor_divergence`` when k = V. Differentiable in logits."""
     p = params if params is not None else DIVERGENCES.entry(divergence).params()
     d = topk_full(divergence, logits[:, :-1], topk_logq[:, 1:].to(logits.dtype).detach(), topk_index[:, 1:], p)
+    return torch.nn.functional.pad(d, (1, 0), value=0.0)
+
+
+def taid_anchor_divergence(logits: torch.Tensor, topk_logq: torch.Tensor, topk_index: torch.Tensor, t: float,
+                           divergence: str, params: Any = None) -> torch.Tensor:
+    """D(π_θ,t ‖ p_t,t) per token t, p_t = softmax((1 − t)·sg(log π_θ) + t·z_teacher) the TAID target built
+    from the teacher's top-k log-probs (``taid_topk_target``; Shing et al. 2025, arXiv:2501.16937; with
+    divergence forward_kl this is the paper's KL(p_t ‖ π_θ)); aligned like ``topk_anchor_divergence``;
+    0 at t = 0. Differentiable in logits."""
+    p = params if params is not None else DIVERGENCES.entry(divergence).params()
+    target = taid_topk_target(logits[:, :-1], topk_logq[:, 1:], topk_index[:, 1:], t)
+    d = DIVERGENCES.entry(divergence).fn.full(logits[:, :-1], target, p)
     return torch.nn.functional.pad(d, (1, 0), value=0.0)
 
 

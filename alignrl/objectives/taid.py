@@ -91,6 +91,28 @@ def taid_loss(x: DistillInputs, p: TAIDParams) -> LossOut:
     return distill_loss_from_per_token(taid_per_token(x, p), x, p)
 
 
+def taid_topk_target(logits: torch.Tensor, topk_logq: torch.Tensor, topk_index: torch.Tensor, t: float, *,
+                     tail_min: float = 1e-12) -> torch.Tensor:
+    """TAID's target p_t over the whole vocabulary when the teacher sends only its top-k log-probs:
+        z_T[v] = log q_T(v) for the k ids, log(tail/(V − k)) elsewhere (the tail mass spread evenly),
+        p_t = softmax((1 − t)·sg(log π_θ) + t·z_T).
+    Exact when k = V. Args: logits (..., V) student; topk_logq, topk_index (..., k). Returns (..., V) log p_t
+    in fp32, detached (TAID's target is a constant for the gradient)."""
+    vocab, k = logits.shape[-1], topk_logq.shape[-1]
+    logq_k = upcast(topk_logq).detach()
+    if k >= vocab:
+        teacher = torch.empty_like(upcast(logits)).scatter(-1, topk_index, logq_k)
+    else:
+        tail = (1.0 - logq_k.logsumexp(-1, keepdim=True).exp()).clamp(min=tail_min)
+        teacher = (tail.log() - math.log(vocab - k)).expand(*logq_k.shape[:-1], vocab).clone()
+        teacher = teacher.scatter(-1, topk_index, logq_k)
+    student = upcast(logits).detach().log_softmax(-1)
+    if t == 0.0:
+        return student
+    mixed = teacher if t == 1.0 else (1.0 - t) * student + t * teacher
+    return mixed.log_softmax(-1)
+
+
 def _sigmoid(m: float) -> float:
     """σ(m) without overflow for large |m| (δ is unbounded when the previous loss is near 0)."""
     if m >= 0.0:

@@ -84,7 +84,9 @@ eval: {{n: 8, k: 0, max_new_tokens: 3}}
     assert sum(js[-3:]) / 3 < 0.5 * sum(js[:3]) / 3  # the student moved toward the teacher
 
 
-def test_speculative_kd_rollouts_replace_tokens_outside_the_teachers_top_k(tmp_path, teacher_dir):
+def test_speculative_kd_rollouts_with_a_taid_anchor(tmp_path, teacher_dir):
+    """SKD rollouts (the teacher replaces proposals outside its top-2) distilled by TAID (forward KL to the
+    interpolation of student and teacher, t adapted per step)."""
     recipe = tmp_path / "skd.yaml"
     recipe.write_text(f"""\
 name: skd
@@ -92,7 +94,8 @@ seed: 4
 policy: {{tiny: {{hidden: 64, layers: 2, heads: 2, max_positions: 32}}}}
 algorithm: {{name: distill, group_size: 2}}
 anchors:
-  - {{model: path, name: teacher, path: {teacher_dir}, divergence: reverse_kl, estimator: topk, topk: 8, coef: 1.0}}
+  - {{model: path, name: teacher, path: {teacher_dir}, divergence: forward_kl, estimator: topk, topk: 8, coef: 1.0,
+     taid: {{t_start: 0.4, alpha: 0.05}}}}
 data: {{train: "tasks://arithmetic?digits=1&n=200&split=train", eval: "tasks://arithmetic?digits=1&n=8&split=test"}}
 rollout: {{engine: hf, skd_top_k: 2, max_new_tokens: 3, cpus_per_worker: 0.5}}
 learner: {{micro_batch_size: 8, lr: 1.0e-2, cpus_per_worker: 1}}
@@ -106,3 +109,5 @@ eval: {{n: 8, k: 0, max_new_tokens: 3}}
     assert all(0.0 < f <= 1.0 for f in replaced), replaced  # two unrelated random models: many replacements
     # the rollout log-probs are still the student's own: the learner recomputes the same values
     assert max(r["train/logp_mismatch_max"] for r in records) < 1e-4
+    t = [r["train/taid_t/teacher"] for r in records]
+    assert t[0] == pytest.approx(0.4) and all(a <= b for a, b in zip(t, t[1:])) and t[-1] > 0.4

@@ -99,3 +99,68 @@ def test_gold_batches_hold_the_dataset_completion_with_eos_and_the_verifiers_rew
     assert targets == tok("42", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert int(batch.tokens.loss_mask[0, :n_prompt].sum()) == 0
     assert math.isclose(float(batch.rows["logp_rollout"].abs().sum()), 0.0)
+
+
+@pytest.mark.parametrize("t", [0.3, 0.8, 1.0])
+def test_taid_anchor_with_the_whole_vocabulary_equals_the_offline_taid_loss(t):
+    """estimator topk with k = V and divergence forward_kl is objectives/taid.py's KL(p_t ‖ q_θ), per token."""
+    from alignrl.objectives.distill_base import DistillInputs
+    from alignrl.objectives.online_rl import taid_anchor_divergence
+    from alignrl.objectives.taid import TAIDParams, taid_per_token
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 6, 9, generator=g, dtype=torch.float64)
+    teacher = 2 * torch.randn(2, 6, 9, generator=g, dtype=torch.float64)
+    got = taid_anchor_divergence(logits, *_teacher_topk(teacher, 9), t, "forward_kl")
+    offline = taid_per_token(DistillInputs(logits=logits[:, :-1], logits_teacher=teacher[:, :-1],
+                                           mask=torch.ones(2, 5, dtype=torch.bool)), TAIDParams(t=t))
+    assert torch.all(got[:, 0] == 0)
+    assert torch.allclose(got[:, 1:], offline, atol=1e-10)
+
+
+def test_taid_anchor_target_spreads_the_teachers_tail_and_stops_the_gradient():
+    from alignrl.objectives.online_rl import taid_anchor_divergence
+    from alignrl.objectives.taid import taid_topk_target
+
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 4, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    teacher = 3 * torch.randn(2, 4, 10, generator=g, dtype=torch.float64)
+    top, idx = _teacher_topk(teacher, 3)
+    target = taid_topk_target(logits[:, :-1], top[:, 1:], idx[:, 1:], 1.0)
+    assert not target.requires_grad
+    assert torch.allclose(target.exp().sum(-1), torch.ones(2, 3, dtype=torch.float64))
+    assert torch.allclose(target.gather(-1, idx[:, 1:]), top[:, 1:])  # t = 1: the teacher's own top-3
+    others = target.exp().scatter(-1, idx[:, 1:], 0.0)
+    spread = others[others > 0].view(2, 3, 7)
+    assert torch.allclose(spread, spread[..., :1].expand_as(spread))  # the tail mass spread evenly
+    at_zero = taid_anchor_divergence(logits, top, idx, 0.0, "forward_kl")
+    assert torch.allclose(at_zero, torch.zeros_like(at_zero))  # t = 0: the target is the policy itself
+    d = taid_anchor_divergence(logits, top, idx, 0.6, "forward_kl")
+    d.sum().backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+    # the gradient of KL(p_t ‖ q_θ) with p_t constant is (q_θ − p_t) at each position
+    q = logits.detach()[:, :-1].softmax(-1)
+    p_t = taid_topk_target(logits.detach()[:, :-1], top[:, 1:], idx[:, 1:], 0.6).exp()
+    assert torch.allclose(logits.grad[:, :-1], q - p_t, atol=1e-10)
+
+
+def test_taid_schedules_are_built_per_anchor_and_restored_from_a_checkpoint():
+    from alignrl.config import AnchorConfig, TAIDConfig
+    from alignrl.loops.online_rl import AnchorPlan, taid_schedules
+
+    plans = [AnchorPlan("init", AnchorConfig()),
+             AnchorPlan("teacher", AnchorConfig(model="path", path="x", estimator="topk", divergence=_fkl(),
+                                                taid=TAIDConfig(t_start=0.2, alpha=0.1)))]
+    fresh = taid_schedules(plans, 100, {})
+    assert list(fresh) == ["teacher"] and fresh["teacher"].t == 0.2
+    for step, loss in enumerate([1.0, 0.8, 0.6, 0.5]):
+        fresh["teacher"].update(loss, step)
+    assert fresh["teacher"].t > 0.2
+    restored = taid_schedules(plans, 100, {"teacher": fresh["teacher"].state_dict()})
+    assert restored["teacher"].state_dict() == fresh["teacher"].state_dict()
+
+
+def _fkl():
+    from alignrl.config import Component
+
+    return Component("forward_kl", None)
