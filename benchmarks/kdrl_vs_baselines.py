@@ -34,6 +34,7 @@ RUNS = BENCH_CACHE / "kdrl_runs"
 STUDENT_RECIPE = ROOT / "recipes" / "tiny" / "sft_warmstart_arithmetic.yaml"
 TEACHER_RECIPE = ROOT / "recipes" / "tiny" / "sft_teacher_arithmetic.yaml"
 KDRL_RECIPE = ROOT / "recipes" / "kdrl_arithmetic.yaml"
+EVAL_500 = "tasks://arithmetic?digits=2&ops=+&n=500&split=test"  # the recipes hold out 200; more for less noise
 
 
 def methods(teacher: Path) -> dict[str, tuple[Path, list[str]]]:
@@ -93,7 +94,7 @@ def _method_runs(method: str, recipe: Path, extra: list[str], prefix: str, stude
         name = f"{prefix}{method}-s{seed}"
         args = ["run", "--overwrite", "--no-progress", str(recipe), f"output_dir={RUNS}", f"name={name}",
                 f"seed={seed}", f"policy.path={student}", f"train.steps={steps}", "train.checkpoint_every=0",
-                "eval.n=500", "export.enabled=false", *extra]
+                "eval.n=500", f"data.eval={EVAL_500}", "export.enabled=false", *extra]
         assert main(args) == 0, name
         acc, length = _evals(RUNS / name)
         per_seed[seed] = {"accuracy": acc, "mean_length": length}

@@ -6,6 +6,7 @@ import json
 import math
 import random
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,11 @@ def load_run_data(cfg: RunConfig) -> RunData:
     train = load_examples(cfg.data.train, key="data.train")
     if not train:
         raise UserError(f"data.train: {cfg.data.train} has no examples")
-    evals = load_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
+    evals = load_examples(cfg.data.eval, key="data.eval") if cfg.data.eval else []
+    if evals and len(evals) < cfg.eval.n:  # not an error (a small eval set is fine), but never silent
+        print(f"alignrl: note: eval.n is {cfg.eval.n} but data.eval ({cfg.data.eval}) holds {len(evals)} examples; "
+              f"evaluating on {len(evals)}", file=sys.stderr)
+    evals = evals[: cfg.eval.n]
     return RunData(train, evals, task_of(cfg.data.eval) if cfg.data.eval else None)
 
 

@@ -24,7 +24,8 @@ def _teacher_topk(anchor_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     return pad(top), pad(idx)
 
 
-@pytest.mark.parametrize("divergence", ["reverse_kl", "forward_kl", "js", "tv"])
+@pytest.mark.parametrize("divergence", ["reverse_kl", "forward_kl", "js", "tv", "generalized_jsd", "skew_kl",
+                                        "skew_reverse_kl", "akl"])
 def test_topk_anchor_with_the_whole_vocabulary_equals_the_exact_divergence(divergence):
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(3, 5, 9, generator=g, dtype=torch.float64)
