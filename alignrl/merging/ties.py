@@ -24,16 +24,30 @@ from alignrl.registry import MERGES
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TiesParams:
-    density: float = 0.2
-    """Fraction of each task vector's coordinates kept by magnitude (the paper's k = 20%)."""
+    density: float | tuple[float, ...] = 0.2
+    """Fraction of each task vector's coordinates kept by magnitude (the paper's k = 20%); one value for all
+    models or one per model in input order (mergekit's per-model density)."""
     weights: tuple[float, ...] | None = None
     """w_m, one per model in input order; None = 1.0 each (the paper)."""
     lam: float = 1.0
     """λ, the scale of the merged task vector."""
+    normalize: bool = True
+    """True: the disjoint mean (the paper; mergekit normalize: true); False: the agreeing models' weighted sum
+    Σ_{m∈A} w_m·δ̂_m, not divided by Σ_{m∈A} w_m (mergekit normalize: false)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.density <= 1.0:
-            raise ValueError(f"ties: density must be in [0, 1], got {self.density}")
+        for d in (self.density if isinstance(self.density, tuple) else (self.density,)):
+            if not 0.0 <= d <= 1.0:
+                raise ValueError(f"ties: density must be in [0, 1], got {d}")
+
+
+def per_model(value: float | tuple[float, ...], n: int, *, op: str, name: str) -> list[float]:
+    """A scalar knob repeated n times, or a per-model tuple checked to have n entries."""
+    if isinstance(value, tuple):
+        if len(value) != n:
+            raise ValueError(f"{op}: {len(value)} {name} values for {n} models")
+        return [float(v) for v in value]
+    return [float(value)] * n
 
 
 def trim_by_magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
@@ -49,8 +63,9 @@ def trim_by_magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
     return delta * keep.reshape(delta.shape)
 
 
-def elect_and_disjoint_mean(deltas: torch.Tensor, weights: list[float]) -> torch.Tensor:
-    """τ = Σ_{m∈A} w_m·δ_m / Σ_{m∈A} w_m with A = {m : sgn(w_m·δ_m) = sgn(Σ_j w_j·δ_j) ≠ 0}.
+def elect_and_disjoint_mean(deltas: torch.Tensor, weights: list[float], normalize: bool = True) -> torch.Tensor:
+    """τ = Σ_{m∈A} w_m·δ_m / Σ_{m∈A} w_m with A = {m : sgn(w_m·δ_m) = sgn(Σ_j w_j·δ_j) ≠ 0}
+    (without the division when ``normalize`` is False).
 
     Args: deltas (M, *shape) trimmed task vectors; weights M floats. Returns (*shape).
     """
@@ -59,6 +74,8 @@ def elect_and_disjoint_mean(deltas: torch.Tensor, weights: list[float]) -> torch
     gamma = torch.sign(x.sum(dim=0))  # elected sign; 0 where the masses cancel exactly
     agree = (torch.sign(x) == gamma) & (gamma != 0)  # (M, *shape)
     num = (x * agree).sum(dim=0)
+    if not normalize:
+        return num
     den = (w * agree).sum(dim=0)
     return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
 
@@ -73,6 +90,7 @@ def ties(tensors: list[torch.Tensor], base: torch.Tensor | None, p: TiesParams) 
     """
     check_inputs(tensors, base, op="ties", needs_base=True)
     w = resolve_weights(p.weights, len(tensors), op="ties")
+    densities = per_model(p.density, len(tensors), op="ties", name="density")
     deltas = task_vectors(tensors, base)  # (M, *shape)
-    trimmed = torch.stack([trim_by_magnitude(d, p.density) for d in deltas])
-    return (base.to(deltas.dtype) + p.lam * elect_and_disjoint_mean(trimmed, w)).to(base.dtype)
+    trimmed = torch.stack([trim_by_magnitude(d, k) for d, k in zip(deltas, densities)])
+    return (base.to(deltas.dtype) + p.lam * elect_and_disjoint_mean(trimmed, w, p.normalize)).to(base.dtype)

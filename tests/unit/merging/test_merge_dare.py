@@ -68,3 +68,24 @@ def test_bf16_preserved_and_params_checked():
         DareParams(drop=1.0)
     with pytest.raises(ValueError, match="variant"):
         DareParams(variant="sum")
+
+
+def test_l1_rescale_keeps_each_task_vectors_l1_norm_and_none_keeps_the_survivors_as_they_are():
+    g = torch.Generator().manual_seed(0)
+    deltas = torch.randn(3, 40, 30, generator=g, dtype=torch.float64)
+    l1 = drop_and_rescale(deltas, [0.2, 0.5, 0.8], torch.Generator().manual_seed(1), "l1")
+    assert torch.allclose(l1.abs().flatten(1).sum(1), deltas.abs().flatten(1).sum(1))
+    none = drop_and_rescale(deltas, [0.2, 0.5, 0.8], torch.Generator().manual_seed(1), "none")
+    kept = none != 0
+    assert torch.equal(none[kept], deltas[kept])  # survivors untouched
+    fractions = kept.flatten(1).double().mean(1)
+    assert torch.allclose(fractions, torch.tensor([0.8, 0.5, 0.2], dtype=torch.float64), atol=0.05)  # per-model p
+    assert torch.equal(l1 != 0, kept)  # same masks from the same seed
+
+
+def test_normalize_divides_the_linear_variant_by_the_weights_sum():
+    g = torch.Generator().manual_seed(2)
+    base, a, b = (torch.randn(8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    plain = dare([a, b], base, DareParams(drop=0.0, weights=(1.0, 3.0)))
+    normalized = dare([a, b], base, DareParams(drop=0.0, weights=(1.0, 3.0), normalize=True))
+    assert torch.allclose(normalized - base, (plain - base) / 4.0)

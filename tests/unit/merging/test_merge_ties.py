@@ -97,3 +97,24 @@ def test_bf16_preserved():
     out = ties([a, b], base, TiesParams(density=0.5))
     assert out.dtype == torch.bfloat16
     assert torch.equal(out, ties([a.float(), b.float()], base.float(), TiesParams(density=0.5)).bfloat16())
+
+
+def test_per_model_density_equal_to_the_scalar_gives_the_same_merge_and_zero_drops_a_model():
+    g = torch.Generator().manual_seed(3)
+    base, a, b = (torch.randn(10, 12, generator=g, dtype=torch.float64) for _ in range(3))
+    assert torch.equal(ties([a, b], base, TiesParams(density=0.4)), ties([a, b], base, TiesParams(density=(0.4, 0.4))))
+    only_a = ties([a, b], base, TiesParams(density=(1.0, 0.0)))
+    assert torch.allclose(only_a, a)  # b's task vector trimmed to nothing: the disjoint mean is a's alone
+    with pytest.raises(ValueError, match="2 density values for 3 models"):
+        ties([a, b, a], base, TiesParams(density=(0.4, 0.4)))
+
+
+def test_without_normalize_the_agreeing_task_vectors_are_summed():
+    g = torch.Generator().manual_seed(4)
+    base = torch.zeros(50, dtype=torch.float64)
+    a = torch.randn(50, generator=g, dtype=torch.float64).abs()
+    b = torch.randn(50, generator=g, dtype=torch.float64).abs()  # same signs everywhere: all agree
+    summed = ties([a, b], base, TiesParams(density=1.0, weights=(0.5, 2.0), normalize=False))
+    assert torch.allclose(summed, 0.5 * a + 2.0 * b)
+    mean = ties([a, b], base, TiesParams(density=1.0, weights=(0.5, 2.0)))
+    assert torch.allclose(mean, (0.5 * a + 2.0 * b) / 2.5)

@@ -9,6 +9,7 @@ compute in bf16; ours upcast to fp32, so bf16 results differ by more and are not
 import pytest
 import torch
 
+from alignrl.merging.dare import DareParams, dare
 from alignrl.merging.linear import LinearParams, linear
 from alignrl.merging.model_stock import ModelStockParams, model_stock
 from alignrl.merging.slerp import SlerpParams, slerp
@@ -73,4 +74,27 @@ def test_model_stock_matches_mergekit(filter_wise):
     base, *models = _inputs(4)
     ours = model_stock(models, base, ModelStockParams(filter_wise=filter_wise))
     theirs = api.merge_tensors([base, *models], "model_stock", parameters={"filter_wise": filter_wise}, base_index=0)
+    assert _max_diff(ours, theirs) <= TOL
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_ties_with_per_model_densities_matches_mergekit(normalize):
+    base, *models = _inputs(4)
+    ours = ties(models, base, TiesParams(density=(0.3, 0.6, 0.9), weights=(1.0, 0.5, 2.0), normalize=normalize))
+    theirs = api.merge_tensors(
+        [base, *models], "ties",
+        parameters={"weight": [1.0, 0.5, 2.0], "density": [0.3, 0.6, 0.9], "normalize": normalize}, base_index=0,
+    )
+    assert _max_diff(ours, theirs) <= TOL
+
+
+@pytest.mark.parametrize("method, variant", [("dare_linear", "linear"), ("dare_ties", "ties")])
+def test_dare_at_density_one_matches_mergekit_with_its_defaults(method, variant):
+    """mergekit draws DARE's masks from the global RNG, so only the mask-free case is comparable bit for bit:
+    density 1 with mergekit's rescale (L1) and normalize (false) defaults."""
+    base, *models = _inputs(4)
+    ours = dare(models, base, DareParams(drop=0.0, variant=variant, weights=(1.0, 0.5, 2.0), rescale="l1",
+                                         normalize=False))
+    theirs = api.merge_tensors([base, *models], method, parameters={"weight": [1.0, 0.5, 2.0], "density": 1.0},
+                               base_index=0)
     assert _max_diff(ours, theirs) <= TOL
