@@ -114,6 +114,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from alignrl.merge_config import load_merge_config
+    from alignrl.merge_models import merge_models
+
+    cfg = load_merge_config(Path(args.config))
+    out = merge_models(cfg, Path(args.out), overwrite=args.overwrite)
+    print(f"{cfg.merge_method} merge of {len(cfg.inputs)} models written to {out}")
+    return 0
+
+
 def _cmd_models_tiny(args: argparse.Namespace) -> int:
     from alignrl.models.tiny import build_tiny_model
 
@@ -187,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("merge", help="merge HF model folders from a mergekit-style YAML into a new HF folder")
+    p.add_argument("config", help="merge YAML: merge_method, base_model, models, parameters, dtype (mergekit schema)")
+    p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_merge)
 
     p = sub.add_parser("compare", help="a summary table of finished runs and a PNG of their held-out accuracy")
     p.add_argument("runs", nargs="+", help="run folders, e.g. runs/A runs/B")

@@ -13,7 +13,7 @@ from alignrl.config import load_recipe, recipe_to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "recipes" / "tiny" / "demo_sft_arithmetic.yaml"
-COMMANDS = [("validate",), ("run",), ("submit",), ("eval",), ("export",), ("compare",), ("models", "tiny"), ("models", "import-gguf")]
+COMMANDS = [("validate",), ("run",), ("submit",), ("eval",), ("export",), ("merge",), ("compare",), ("models", "tiny"), ("models", "import-gguf")]
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +64,7 @@ def subparser(parser: argparse.ArgumentParser, command: tuple[str, ...]) -> argp
 def test_every_command_is_covered():
     parser = build_parser()
     [top] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(top.choices) == {"validate", "run", "submit", "eval", "export", "compare", "models"}
+    assert set(top.choices) == {"validate", "run", "submit", "eval", "export", "merge", "compare", "models"}
     [models] = [a for a in top.choices["models"]._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(models.choices) == {"tiny", "import-gguf"}
 
