@@ -73,6 +73,14 @@ def test_slerp_ends_are_the_two_models(tmp_path, folders, t, end):
     _close(got, _weights(folders[end]))
 
 
+def test_liti_interpolates_from_the_base_towards_the_other_model(tmp_path, folders):
+    base, b = _weights(folders["base"]), _weights(folders["b"])
+    for eta in (0.0, 0.25, 1.0):
+        got = _merge(tmp_path, {"merge_method": "liti", "base_model": str(folders["base"]),
+                                "models": [{"model": str(folders["b"])}], "parameters": {"eta": eta}}, f"liti{eta}")
+        _close(got, {k: base[k] + eta * (b[k] - base[k]) for k in b}, atol=1e-6)
+
+
 def test_ties_at_density_one_without_sign_conflicts_is_task_arithmetic(tmp_path, folders):
     models = [{"model": str(folders["a"]), "parameters": {"weight": 0.5, "density": 1.0}},
               {"model": str(folders["a_twice"]), "parameters": {"weight": 1.5, "density": 1.0}}]
