@@ -99,7 +99,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from alignrl.export import export_run
 
     out = export_run(Path(args.run), what=args.what, checkpoint=args.checkpoint, out_dir=Path(args.out),
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, anchor=args.anchor, merge=args.merge, eta=args.eta)
     print(f"exported {args.what} of {args.run} to {out}")
     return 0
 
@@ -192,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run's weights as an HF folder that transformers and vLLM load")
     p.add_argument("run", help="run folder, e.g. runs/NAME")
-    p.add_argument("--what", choices=("policy",), default="policy", help="which weights to export (default: policy)")
+    p.add_argument("--what", choices=("policy", "ema", "lora-merged"), default="policy",
+                   help="which weights: the policy, a moving (EMA / Elastic Reset) anchor, or a LoRA run's policy with "
+                        "its adapters merged (default: policy)")
+    p.add_argument("--anchor", help="with --what ema: the anchor's name when the run has several")
+    p.add_argument("--merge", choices=("liti",), help="interpolate from the run's init: liti (with --eta)")
+    p.add_argument("--eta", type=float, help="LITI's η in [0, 1]: 0 gives the init, 1 the exported weights")
     p.add_argument("--checkpoint", default="latest", help="checkpoint name (step_000100) or 'latest' (default)")
     p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
