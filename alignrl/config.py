@@ -39,16 +39,37 @@ class TinyModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SoupConfig:
+    """A model soup θ = Σ_i w_i·θ_i / Σ_i w_i of same-architecture folders sharing one tokenizer (Wortsman et al.
+    2022; SALSA, Chegini et al. 2024, uses it as the RLHF reference and starting point)."""
+
+    paths: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+    """One per path (normalised); None = uniform."""
+
+    def __post_init__(self) -> None:
+        if len(self.paths) < 2:
+            raise ValueError(f"paths must list at least two model folders, got {len(self.paths)}")
+        if self.weights is not None and (len(self.weights) != len(self.paths) or sum(self.weights) <= 0
+                                         or min(self.weights) < 0):
+            raise ValueError(f"weights must be {len(self.paths)} non-negative numbers with a positive sum, got "
+                             f"{self.weights}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ModelConfig:
     path: str | None = None
     """An HF model folder (config.json + weights + tokenizer), or a .gguf file to import first."""
     tiny: TinyModelConfig | None = None
-    """Build a fresh tiny model instead of loading ``path`` (exactly one of the two)."""
+    """Build a fresh tiny model instead of loading ``path``."""
+    soup: SoupConfig | None = None
+    """Start from the weighted average of model folders (SALSA: the policy and its ``init`` anchor are the soup)."""
     dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
-        if (self.path is None) == (self.tiny is None):
-            raise ValueError("give exactly one of 'path' (a model folder or .gguf) or 'tiny' (build a tiny model)")
+        if sum(x is not None for x in (self.path, self.tiny, self.soup)) != 1:
+            raise ValueError("give exactly one of 'path' (a model folder or .gguf), 'tiny' (build a tiny model) or "
+                             "'soup' ({paths: [...], weights: [...]}: average model folders)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -426,6 +447,12 @@ def _check_source(source: str | None, key: str, origins: Origins, base: Path) ->
 
 
 def _check_model(cfg: ModelConfig, key: str, origins: Origins) -> None:
+    if cfg.soup is not None:
+        for i, path in enumerate(cfg.soup.paths):
+            problem = model_dir_problem(Path(path))
+            if problem is not None:
+                fail(f"{key}.soup.paths[{i}]", origins, f"{path} {problem}. {MAKE_A_MODEL}")
+        return
     if cfg.path is None:
         return
     path = Path(cfg.path)

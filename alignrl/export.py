@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alignrl.errors import UserError
 from alignrl.io import atomic_dir
+from alignrl.models.export import load_hf_weights, save_hf_folder
 
 
 def find_checkpoint(run_dir: Path, checkpoint: str = "latest") -> Path:
@@ -55,18 +56,16 @@ def export_run(run_dir: Path, *, what: str, checkpoint: str, out_dir: Path, over
             for f in source.iterdir():
                 shutil.copy2(f, tmp / f.name)
         return out_dir
-    state = _ema_state(ckpt, run_dir, anchor, lora) if what == "ema" else _load_folder(source)
+    state = _ema_state(ckpt, run_dir, anchor, lora) if what == "ema" else load_hf_weights(source)
     if merge == "liti":
         from alignrl.merging import merge_state_dicts
         from alignrl.merging.liti import LitiParams
 
-        init = _load_folder(_init_dir(run_dir))
+        init = load_hf_weights(_init_dir(run_dir))
         missing = sorted(set(state) ^ set(init))
         if missing:
             raise UserError(f"--merge liti: the run's init and the {what} weights differ in tensors (e.g. {missing[0]})")
         state = merge_state_dicts("liti", [state], base={k: init[k] for k in state}, params=LitiParams(eta=eta))
-    from alignrl.models.export import save_hf_folder
-
     return save_hf_folder(state, source, out_dir, overwrite=overwrite)
 
 
@@ -105,19 +104,3 @@ def _init_dir(run_dir: Path) -> Path:
         raise UserError(f"--merge liti: the run's starting model ({path or run_dir / 'init'}) is not an HF folder any "
                         "more; LITI interpolates from it")
     return Path(path)
-
-
-def _load_folder(folder: Path) -> dict:
-    import json
-
-    from safetensors.torch import load_file
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        state: dict = {}
-        for f in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            state.update(load_file(str(folder / f)))
-        return state
-    if not (folder / "model.safetensors").is_file():
-        raise UserError(f"{folder}: no model.safetensors")
-    return load_file(str(folder / "model.safetensors"))

@@ -43,9 +43,10 @@ def create_run_dir(cfg: RunConfig, *, overwrite: bool) -> Path:
 
 
 def prepare_policy(cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> Path:
-    """The starting HF folder: a fresh tiny model or an imported GGUF go to ``run_dir/init`` (kept on resume)."""
+    """The starting HF folder: a fresh tiny model, a soup or an imported GGUF go to ``run_dir/init`` (kept on
+    resume)."""
     policy = cfg.policy
-    if resume and (policy.tiny is not None or policy.path.endswith(".gguf")):
+    if resume and (policy.path is None or policy.path.endswith(".gguf")):
         if not (run_dir / "init" / "config.json").is_file():
             raise UserError(f"--resume {run_dir}: its init/ model folder is missing; the run cannot be resumed")
         return run_dir / "init"
@@ -57,11 +58,31 @@ def prepare_policy(cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> Pa
             run_dir / "init", hidden=t.hidden, layers=t.layers, heads=t.heads, kv_heads=t.kv_heads,
             intermediate=t.intermediate, max_positions=t.max_positions, seed=cfg.seed,
         )
+    if policy.soup is not None:
+        return build_soup_folder(policy.soup.paths, policy.soup.weights, run_dir / "init")
     if policy.path.endswith(".gguf"):
         from alignrl.models.gguf import import_gguf
 
         return import_gguf(policy.path, run_dir / "init")
     return Path(policy.path).absolute()
+
+
+def build_soup_folder(paths: tuple[str, ...], weights: tuple[float, ...] | None, out_dir: Path) -> Path:
+    """θ = Σ_i w_i·θ_i / Σ_i w_i of the folders (``merging.linear``) written as an HF folder (first folder's
+    config and tokenizer); the folders must share a tokenizer and tensor names."""
+    from alignrl.merging import merge_state_dicts
+    from alignrl.merging.linear import LinearParams
+    from alignrl.models.export import load_hf_weights
+    from alignrl.models.loading import check_same_tokenizer
+
+    for other in paths[1:]:
+        check_same_tokenizer(paths[0], other)
+    states = [load_hf_weights(p) for p in paths]
+    try:
+        soup = merge_state_dicts("linear", states, params=LinearParams(weights=weights))
+    except ValueError as err:
+        raise UserError(f"policy.soup: the folders cannot be averaged ({err}); give models of one architecture") from None
+    return save_hf_folder(soup, Path(paths[0]), out_dir, overwrite=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
+from alignrl.errors import UserError
 from alignrl.io import atomic_dir
 
 # Files copied from the template folder (config, tokenizer, chat template, generation defaults).
@@ -34,3 +35,17 @@ def save_hf_folder(
                 shutil.copy2(f, tmp / f.name)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     return out_dir
+
+
+def load_hf_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of an HF folder's ``model.safetensors`` (or its shards, via the index) on CPU."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        state: dict[str, torch.Tensor] = {}
+        for f in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+            state.update(load_file(str(folder / f)))
+        return state
+    if not (folder / "model.safetensors").is_file():
+        raise UserError(f"{folder}: no model.safetensors (or sharded index) to read")
+    return load_file(str(folder / "model.safetensors"))
