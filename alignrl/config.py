@@ -320,6 +320,31 @@ class AnchorConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class WarpConfig:
+    """WARP (Ramé et al. 2024, arXiv:2406.16768) as one job: per iteration, ``runs`` RL runs from the current init
+    (each with its EMA anchor, seed + m), SLERP of their task vectors, LITI θ_init + η·(θ_slerp − θ_init)
+    evaluated at every ``etas`` value (reward and KL to the SFT start: the KL-reward front), and the next
+    iteration starts from the interpolant at ``eta``."""
+
+    runs: int = 2
+    iterations: int = 1
+    etas: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
+    """LITI coefficients evaluated each iteration (their points form the front)."""
+    eta: float = 0.3
+    """The interpolant the next iteration (and the final export) starts from."""
+    eval_samples: int = 2
+    """Sampled completions per held-out prompt for the reward and KL estimates of each interpolant."""
+
+    def __post_init__(self) -> None:
+        if self.runs < 2:
+            raise ValueError(f"runs must be >= 2 (WARP merges several RL runs), got {self.runs}")
+        if self.iterations < 1 or self.eval_samples < 1:
+            raise ValueError("iterations and eval_samples must be >= 1")
+        if not 0.0 <= self.eta <= 1.0 or any(not 0.0 <= e <= 1.0 for e in self.etas) or not self.etas:
+            raise ValueError(f"eta and etas must lie in [0, 1], got {self.eta} and {self.etas}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RayConfig:
     address: str | None = None
     """None starts an embedded local Ray; ``auto`` or ``ray://host:10001`` joins a cluster."""
@@ -345,6 +370,8 @@ class RunConfig:
     """Online RL only: generation workers."""
     anchors: tuple[AnchorConfig, ...] = ()
     """Online RL only: terms coef · mask · D(π_θ ‖ anchor)."""
+    warp: WarpConfig | None = None
+    """Online RL only: run the recipe as the WARP procedure (loops/warp.py) instead of one RL run."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -370,6 +397,8 @@ class RunConfig:
 
 def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
     if not cfg.is_online_rl:
+        if cfg.warp is not None:
+            fail("warp", origins, f"WARP merges online RL runs, not {cfg.algorithm.name} runs")
         if cfg.anchors:
             fail("anchors", origins, f"anchors apply to online RL algorithms ({', '.join(ONLINE_RL)}), "
                  f"not {cfg.algorithm.name}")
@@ -404,6 +433,12 @@ def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
         if len(teachers) != 1:
             fail("rollout.skd_top_k", origins, f"speculative KD needs exactly one teacher anchor (model: path), found "
                  f"{len(teachers)}")
+    if cfg.warp is not None:
+        if not any(a.model == "ema" for a in cfg.anchors):
+            fail("warp", origins, "WARP's runs are anchored to their own EMA: add anchors: [{model: ema, decay: 0.99, "
+                 "...}]")
+        if not cfg.data.eval:
+            fail("warp", origins, "WARP evaluates every interpolant's reward and KL on data.eval: set it")
     for i, a in enumerate(cfg.anchors):
         if a.model == "elastic_reset" and cfg.learner.zero_stage != 0:
             fail(f"anchors[{i}].model", origins, "elastic_reset rewrites the policy's weights in place, which "

@@ -16,6 +16,12 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
         from alignrl.loops.sft import run_sft
 
         return run_sft(cfg, overwrite=overwrite, show_progress=show_progress)
+    if cfg.is_online_rl and cfg.warp is not None:
+        if resume:
+            raise UserError("--resume: a WARP job restarts from its recipe (its finished runs are in its folder)")
+        from alignrl.loops.warp import run_warp
+
+        return run_warp(cfg, overwrite=overwrite, show_progress=show_progress)
     if cfg.is_online_rl:
         from alignrl.loops.online_rl import run_online_rl
 

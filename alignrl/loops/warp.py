@@ -1,0 +1,167 @@
+"""WARP as one job (Ramé et al. 2024, "WARP: On the Benefits of Weight Averaged Rewarded Policies",
+arXiv:2406.16768): for iteration i = 1..I,
+
+1. M online-RL runs from θ_init^i, each anchored to its own EMA (the recipe's ``ema`` anchor), seeds s + m;
+2. SLERP of their task vectors δ_m = θ_m − θ_init^i (M > 2: folded in pairwise, the k-th run entering with
+   t = 1/k, so every run weighs alike up to the spherical correction);
+3. LITI θ^i(η) = θ_init^i + η·(θ_slerp − θ_init^i) for every η in ``warp.etas``: each interpolant's mean reward
+   on sampled held-out completions, greedy accuracy, and KL(π_η ‖ π_sft) estimated by Σ_t log π_η − log π_sft
+   on those samples (the KL-reward front);
+4. θ_init^{i+1} = θ^i(warp.eta).
+
+The M runs go one after another (each is a full Ray job of its own); running them side by side on a
+cluster is not done yet. Everything lands in the run folder: ``iter<i>-run<m>/`` (each RL run with its
+checkpoints and curves), ``iter<i>/eta_<η>/`` (the interpolants), ``warp_front.json``, ``warp_front.png``,
+and ``export/`` (the final θ_init^{I+1}).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from alignrl.config import ModelConfig, RunConfig
+from alignrl.io import atomic_dir
+from alignrl.loops.common import create_run_dir, load_run_data, prepare_policy, write_json
+from alignrl.merging import merge_state_dicts
+from alignrl.merging.liti import LitiParams
+from alignrl.merging.slerp import SlerpParams
+from alignrl.models.export import load_hf_weights, save_hf_folder
+
+
+def slerp_task_vectors(states: list[dict[str, torch.Tensor]], init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """θ_init + SLERP of the runs' task vectors; more than two runs fold in pairwise with t = 1/k for the k-th."""
+    merged = states[0]
+    for k, state in enumerate(states[1:], start=2):
+        merged = merge_state_dicts("slerp", [merged, state], base=init, params=SlerpParams(t=1.0 / k))
+    return merged
+
+
+@torch.no_grad()
+def evaluate_interpolant(model_dir: Path, sft_dir: Path, cfg: RunConfig, data, seed: int) -> dict[str, float]:
+    """Mean reward and KL(π ‖ π_sft) on ``warp.eval_samples`` sampled completions per held-out prompt, and greedy
+    accuracy, all with the recipe's sampling settings (HF engine in this process)."""
+    from alignrl.loops.common import run_eval
+    from alignrl.loops.online_rl import build_batch
+    from alignrl.models.loading import load_causal_lm
+    from alignrl.ops import token_logprobs
+    from alignrl.rollout.base import SamplingConfig
+    from alignrl.rollout.hf_engine import HFEngine
+    from alignrl.tasks.base import reward_for
+
+    engine = HFEngine(model_dir)
+    prompts = [x.prompt for x in data.eval]
+    n = cfg.warp.eval_samples
+    sampled = engine.generate(prompts, SamplingConfig(n=n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                                      max_new_tokens=cfg.rollout.max_new_tokens, seed=seed,
+                                                      logprobs=True))
+    completions = [c for group in sampled for c in group]
+    answers = [x.answer for x in data.eval for _ in range(n)]
+    rewards = reward_for(data.task, [c.text for c in completions], answers)
+    prompt_ids = [engine.tokenizer(p)["input_ids"] for p in prompts for _ in range(n)]
+    batch = build_batch(prompt_ids, completions, engine.tokenizer.pad_token_id)
+    tokens = batch.tokens
+    sft = load_causal_lm(sft_dir, key="policy").eval()
+    logits = sft(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
+    logp_sft = token_logprobs(logits.float(), tokens.input_ids)
+    mask = tokens.loss_mask
+    kl = float(((batch.rows["logp_rollout"] - logp_sft) * mask).sum(1).mean())
+    greedy = run_eval(engine, data, cfg) or {"metrics": {}}
+    return {"reward": sum(rewards) / len(rewards), "kl_to_sft": kl,
+            "accuracy": float(greedy["metrics"].get("accuracy", float("nan"))),
+            "mean_length": float(mask.sum(1).float().mean())}
+
+
+def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run the WARP procedure (module docstring); returns the chosen final interpolant's metrics."""
+    from alignrl.loops.online_rl import run_online_rl
+
+    w = cfg.warp
+    data = load_run_data(cfg)
+    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    sft_dir = prepare_policy(cfg, run_dir)
+    init_dir, front, final = sft_dir, [], {}
+    for i in range(w.iterations):
+        exports = []
+        for m in range(w.runs):
+            sub = dataclasses.replace(
+                cfg, name=f"iter{i}-run{m}", output_dir=str(run_dir), seed=cfg.seed + 1000 * i + m, warp=None,
+                policy=ModelConfig(path=str(init_dir), dtype=cfg.policy.dtype),
+                export=dataclasses.replace(cfg.export, enabled=True))
+            run_online_rl(sub, overwrite=True, show_progress=show_progress)
+            exports.append(sub.run_dir / "export")
+            front.append({"iteration": i, "run": m, "eta": None, "kind": "rl_run",
+                          **evaluate_interpolant(sub.run_dir / "export", sft_dir, cfg, data, cfg.seed + i)})
+        init = load_hf_weights(init_dir)
+        merged = slerp_task_vectors([load_hf_weights(e) for e in exports], init)
+        for eta in sorted(set(w.etas) | {w.eta}):
+            out = run_dir / f"iter{i}" / f"eta_{eta:g}"
+            state = merge_state_dicts("liti", [merged], base=init, params=LitiParams(eta=eta))
+            save_hf_folder(state, exports[0], out, overwrite=True)
+            point = {"iteration": i, "run": None, "eta": eta, "kind": "liti",
+                     **evaluate_interpolant(out, sft_dir, cfg, data, cfg.seed + i)}
+            front.append(point)
+            if eta == w.eta:
+                final = point
+        init_dir = run_dir / f"iter{i}" / f"eta_{w.eta:g}"
+        write_json(run_dir / "warp_front.json", {"points": front, "chosen_eta": w.eta})
+    with atomic_dir(run_dir / "export", overwrite=True) as tmp:
+        for f in init_dir.iterdir():
+            shutil.copy2(f, tmp / f.name)
+    plot_front(front, run_dir / "warp_front.png")
+    _print_front(front)
+    return {k: final[k] for k in ("reward", "kl_to_sft", "accuracy")}
+
+
+def plot_front(points: list[dict], out_png: Path) -> Path:
+    """KL to the SFT start (x) against mean reward (y): one line of LITI interpolants per iteration, the
+    individual RL runs as crosses. Written to a temp file and renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i in sorted({p["iteration"] for p in points}):
+        line = sorted((p for p in points if p["iteration"] == i and p["kind"] == "liti"), key=lambda p: p["eta"])
+        ax.plot([p["kl_to_sft"] for p in line], [p["reward"] for p in line], marker="o", label=f"iteration {i}: LITI η")
+        for p in line:
+            ax.annotate(f"{p['eta']:g}", (p["kl_to_sft"], p["reward"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        runs = [p for p in points if p["iteration"] == i and p["kind"] == "rl_run"]
+        ax.scatter([p["kl_to_sft"] for p in runs], [p["reward"] for p in runs], marker="x", s=60,
+                   label=f"iteration {i}: RL runs")
+    ax.set_xlabel("KL(π ‖ π_sft) per sequence")
+    ax.set_ylabel("mean reward (sampled, held-out)")
+    ax.set_title("WARP: KL-reward front")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png
+
+
+def _print_front(points: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="WARP: KL-reward front")
+    for col in ("iter", "point", "KL to SFT", "reward", "greedy acc", "length"):
+        table.add_column(col, justify="right")
+    for p in points:
+        label = f"run {p['run']}" if p["kind"] == "rl_run" else f"η={p['eta']:g}"
+        table.add_row(str(p["iteration"]), label, f"{p['kl_to_sft']:.3f}", f"{p['reward']:.3f}", f"{p['accuracy']:.3f}",
+                      f"{p['mean_length']:.2f}")
+    Console(width=120).print(table)
+
+
+def read_front(run_dir: Path) -> list[dict]:
+    """The points of a finished WARP run folder (``warp_front.json``)."""
+    return json.loads((run_dir / "warp_front.json").read_text())["points"]
