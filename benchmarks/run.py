@@ -19,7 +19,8 @@ from pathlib import Path
 from benchmarks.common import RESULTS, set_threads, setup_env, write_result
 
 SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step", "losses": "benchmarks.losses",
-            "rl": "benchmarks.rl", "kdrl": "benchmarks.kdrl_vs_baselines"}
+            "rl": "benchmarks.rl", "kdrl": "benchmarks.kdrl_vs_baselines",
+            "warp": "benchmarks.warp_front"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
