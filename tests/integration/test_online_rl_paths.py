@@ -67,6 +67,15 @@ def test_lora_colocated_ema_and_js_anchors_with_several_updates(tmp_path, recipe
     assert last["train/anchor/init/mask_frac"] <= 1.0
     assert last["train/entropy"] > 0
     assert last["train/coef/ema"] == pytest.approx(0.1)
+    # export: the LoRA-merged policy is a plain HF folder; the EMA of an adapter model is refused, not faked
+    from safetensors.torch import load_file
+
+    run = tmp_path / "lora"
+    assert main(["export", str(run), "--what", "lora-merged", "-o", str(tmp_path / "merged")]) == 0
+    merged = load_file(str(tmp_path / "merged" / "model.safetensors"))
+    assert merged and not any("lora" in k for k in merged)
+    assert main(["export", str(run), "--what", "ema", "--anchor", "ema", "-o", str(tmp_path / "ema-out")]) == 2
+    assert not (tmp_path / "ema-out").exists()
 
 
 def test_two_zero2_learners_dapo_and_kl_in_reward_with_hf_rollout(tmp_path, recipe):
