@@ -148,14 +148,17 @@ def plot(by_teacher: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(by_teacher), figsize=(6 * len(by_teacher), 4), squeeze=False)
+    names = list(dict.fromkeys(m for block in by_teacher.values() for m in block["results"]))
+    colors = {m: f"C{i}" for i, m in enumerate(names)}  # one colour per method across panels
     for ax, (label, block) in zip(axes[0], by_teacher.items()):
         for method, r in block["results"].items():
             curves = [v["accuracy"] for v in r["per_seed"].values()]
             steps = sorted(curves[0])
             mean = [statistics.mean(c[s] for c in curves) for s in steps]
             std = [statistics.stdev(c[s] for c in curves) if len(curves) > 1 else 0.0 for s in steps]
-            ax.plot(steps, mean, marker="o", label=method)
-            ax.fill_between(steps, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)], alpha=0.2)
+            ax.plot(steps, mean, marker="o", label=method, color=colors[method])
+            ax.fill_between(steps, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)], alpha=0.2,
+                            color=colors[method])
         ax.axhline(block["teacher_eval"]["accuracy"], color="gray", linestyle="--", label="teacher")
         ax.set_xlabel("learner step")
         ax.set_ylabel("held-out greedy accuracy (500 problems)")
