@@ -207,7 +207,8 @@ def _check_arity(cfg: MergeConfig) -> None:
     rules = {"slerp": (others == 1, "exactly two models: base_model (t = 0) and one other (t = 1)"),
              "liti": (others == 1, "base_model (θ_init, η = 0) and exactly one other model (θ_merged, η = 1)"),
              "model_stock": (others >= 2, "base_model and at least two fine-tuned models")}
-    ok, need = rules.get(cfg.merge_method, (n >= 1, "at least one model"))
+    default = (others >= 1, "at least one model besides base_model") if cfg.base_model else (n >= 1, "a model")
+    ok, need = rules.get(cfg.merge_method, default)
     if not ok:
         cfg.fail("models", f"{cfg.merge_method} needs {need}; got {n} model(s)")
 

@@ -172,6 +172,7 @@ def test_bad_merge_configs_are_refused_naming_the_key(tmp_path, folders, capsys)
     assert "exactly two models" in _bad(tmp_path, {"merge_method": "slerp", "base_model": base,
                                                    "models": [{"model": a}, {"model": b}], "parameters": {"t": 0.5}},
                                         capsys)
+    assert "besides base_model" in _bad(tmp_path, {**ties, "models": [{"model": base}]}, capsys)
     err = _bad(tmp_path, {"merge_method": "linear", "models": [{"model": a, "parameters": {"weight": "x"}}]}, capsys)
     assert "models[0].parameters.weight" in err
 
