@@ -41,7 +41,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from alignrl.cli import main
     from alignrl.config import load_recipe
     from alignrl.loops.common import load_run_data
-    from alignrl.loops.warp import evaluate_interpolant, read_front
+    from alignrl.loops.warp import evaluate_interpolant, plot_front, read_front
 
     steps_per_run, iterations = (10, 1) if quick else (100, 2)
     total = steps_per_run * 2 * iterations
@@ -73,35 +73,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     print_table(f"warp: KL to the SFT start vs sampled reward, {total} learner steps per method",
                 ["point", "KL to SFT", "reward", "greedy acc"], rows)
     png = RESULTS / ("warp_front_quick.png" if quick else "warp_front.png")
-    plot(warp, plain, png)
+    plot_front(warp, png, {f"{name} (per {max(1, total // 4)} steps)": points for name, points in plain.items()},
+               title="2-digit addition: WARP vs KL-regularized GRPO")
     return {"section": "warp", "quick": quick, "learner_steps_per_method": total, "student": str(student),
             "warp": warp, "plain": plain, "plot": str(png.relative_to(ROOT)), "wall_s": time.perf_counter() - start,
             "machine": machine(), "versions": versions("vllm", "deepspeed", "ray", "torch", "transformers")}
-
-
-def plot(warp: list[dict], plain: dict[str, list[dict]], path: Path) -> None:
-    """WARP's LITI lines (one per iteration) and RL runs, and each plain run's checkpoints, on one front."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
-    for i in sorted({p["iteration"] for p in warp}):
-        line = sorted((p for p in warp if p["iteration"] == i and p["kind"] == "liti"), key=lambda p: p["eta"])
-        ax.plot([p["kl_to_sft"] for p in line], [p["reward"] for p in line], marker="o", label=f"WARP iter {i} (LITI η)")
-        runs = [p for p in warp if p["iteration"] == i and p["kind"] == "rl_run"]
-        ax.scatter([p["kl_to_sft"] for p in runs], [p["reward"] for p in runs], marker="x", s=50,
-                   label=f"WARP iter {i} RL runs")
-    for name, points in plain.items():
-        ax.plot([p["kl_to_sft"] for p in points], [p["reward"] for p in points], marker="s", linestyle="--",
-                label=f"{name} (per 100 steps)")
-    ax.set_xlabel("KL(π ‖ π_sft) per sequence")
-    ax.set_ylabel("mean sampled reward (held-out)")
-    ax.set_title("2-digit addition: WARP vs KL-regularized GRPO")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -117,30 +117,35 @@ def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = T
     return {k: final[k] for k in ("reward", "kl_to_sft", "accuracy")}
 
 
-def plot_front(points: list[dict], out_png: Path) -> Path:
-    """KL to the SFT start (x) against mean reward (y): one line of LITI interpolants per iteration, the
-    individual RL runs as crosses. Written to a temp file and renamed."""
+def plot_front(points: list[dict], out_png: Path, others: dict[str, list[dict]] | None = None,
+               title: str = "WARP: KL-reward front") -> Path:
+    """KL to the SFT start (x) against mean reward (y): one line of LITI interpolants per iteration (η labelled),
+    the individual RL runs as crosses, and optionally other runs' points (``others``: label -> points with
+    ``kl_to_sft`` and ``reward``) as dashed lines. Written to a temp file and renamed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
     for i in sorted({p["iteration"] for p in points}):
         line = sorted((p for p in points if p["iteration"] == i and p["kind"] == "liti"), key=lambda p: p["eta"])
-        ax.plot([p["kl_to_sft"] for p in line], [p["reward"] for p in line], marker="o", label=f"iteration {i}: LITI η")
+        ax.plot([p["kl_to_sft"] for p in line], [p["reward"] for p in line], marker="o", label=f"WARP iter {i} (LITI η)")
         for p in line:
             ax.annotate(f"{p['eta']:g}", (p["kl_to_sft"], p["reward"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
         runs = [p for p in points if p["iteration"] == i and p["kind"] == "rl_run"]
         ax.scatter([p["kl_to_sft"] for p in runs], [p["reward"] for p in runs], marker="x", s=60,
-                   label=f"iteration {i}: RL runs")
+                   label=f"WARP iter {i} RL runs")
+    for label, line in (others or {}).items():
+        ax.plot([p["kl_to_sft"] for p in line], [p["reward"] for p in line], marker="s", linestyle="--", label=label)
     ax.set_xlabel("KL(π ‖ π_sft) per sequence")
-    ax.set_ylabel("mean reward (sampled, held-out)")
-    ax.set_title("WARP: KL-reward front")
+    ax.set_ylabel("mean sampled reward (held-out)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_png.with_name(f".{out_png.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
