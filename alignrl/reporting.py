@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from alignrl.errors import UserError
-from alignrl.tracking import read_metrics
+from alignrl.tracking import read_metrics, save_png
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,16 +90,6 @@ def plot_accuracy_curves(summaries: list[RunSummary], out_png: Path, title: str)
     for s in summaries:
         if s.curve:
             ax.plot(*zip(*s.curve), marker="o", label=f"{s.name} ({s.algorithm})")
-    ax.set_xlabel("learner step (each run counts its own)")
-    ax.set_ylabel("held-out greedy accuracy")
     ax.set_ylim(0.0, 1.02)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    return save_png(fig, out_png, title=title, xlabel="learner step (each run counts its own)",
+                    ylabel="held-out greedy accuracy")

@@ -85,3 +85,22 @@ def plot_metrics(metrics_path: Path, out_png: Path, keys: tuple[str, ...]) -> Pa
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
+
+
+def save_png(fig, out_png: Path, *, title: str, xlabel: str, ylabel: str, legend_size: int = 8) -> Path:
+    """Finish a one-axes figure (labels, grid, legend) and write it to ``out_png`` via a temp file + rename."""
+    import matplotlib.pyplot as plt
+
+    ax = fig.axes[0]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png

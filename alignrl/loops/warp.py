@@ -31,6 +31,7 @@ from alignrl.merging import merge_state_dicts
 from alignrl.merging.liti import LitiParams
 from alignrl.merging.slerp import SlerpParams
 from alignrl.models.export import load_hf_weights, save_hf_folder
+from alignrl.tracking import save_png
 
 
 def slerp_task_vectors(states: list[dict[str, torch.Tensor]], init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -139,18 +140,8 @@ def plot_front(points: list[dict], out_png: Path, others: dict[str, list[dict]] 
                    label=f"WARP iter {i} RL runs")
     for label, line in (others or {}).items():
         ax.plot([p["kl_to_sft"] for p in line], [p["reward"] for p in line], marker="s", linestyle="--", label=label)
-    ax.set_xlabel("KL(π ‖ π_sft) per sequence")
-    ax.set_ylabel("mean sampled reward (held-out)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    return save_png(fig, out_png, title=title, xlabel="KL(π ‖ π_sft) per sequence",
+                    ylabel="mean sampled reward (held-out)", legend_size=7)
 
 
 def _print_front(points: list[dict]) -> None:
