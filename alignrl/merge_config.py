@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from alignrl.errors import UserError
+from alignrl.models.loading import DTYPES
 from alignrl.schema import fail
 from alignrl.yaml_loader import Origins, read_yaml_with_origins
 
@@ -58,7 +59,6 @@ REFUSED_TOP_KEYS = {
     "chat_template": "chat_template is not supported; the base model's tokenizer files (and chat template) are "
                      "copied as they are",
 }
-DTYPES = ("float32", "bfloat16", "float16")
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 

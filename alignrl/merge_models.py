@@ -31,13 +31,13 @@ from alignrl.errors import UserError
 from alignrl.io import atomic_dir
 from alignrl.merge_config import MergeConfig, MergeInput, layer_position, parameter
 from alignrl.merging import key_seed
+from alignrl.models.loading import DTYPES
 from alignrl.registry import MERGES
 
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
                    "added_tokens.json", "merges.txt", "vocab.json", "vocab.txt", "chat_template.jinja",
                    "chat_template.json", "generation_config.json")
 MAX_SHARD = "5GB"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class TensorReader:

@@ -42,6 +42,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from alignrl.config import load_recipe
     from alignrl.loops.common import load_run_data
     from alignrl.loops.warp import evaluate_interpolant, plot_front, read_front
+    from alignrl.models.loading import load_causal_lm
 
     steps_per_run, iterations = (10, 1) if quick else (100, 2)
     total = steps_per_run * 2 * iterations
@@ -54,6 +55,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     warp = read_front(RUNS / "warp")
     cfg = load_recipe(WARP_RECIPE, [f"policy.path={student}"])
     data = load_run_data(cfg)
+    sft = load_causal_lm(student, key="policy").eval()
     plain: dict[str, list[dict]] = {}
     for beta in BETAS:
         name = f"grpo-beta{beta:g}"
@@ -64,7 +66,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         points = []
         for ckpt in sorted((RUNS / name / "checkpoints").glob("step_*")):
             step = int(ckpt.name.split("_")[1])
-            points.append({"step": step, **evaluate_interpolant(ckpt / "hf", student, cfg, data, cfg.seed)})
+            points.append({"step": step, **evaluate_interpolant(ckpt / "hf", sft, cfg, data, cfg.seed)})
         plain[name] = points
     rows = [[f"warp it{p['iteration']} " + (f"run {p['run']}" if p["kind"] == "rl_run" else f"η={p['eta']:g}"),
              p["kl_to_sft"], p["reward"], p["accuracy"]] for p in warp]

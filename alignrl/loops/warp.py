@@ -43,12 +43,12 @@ def slerp_task_vectors(states: list[dict[str, torch.Tensor]], init: dict[str, to
 
 
 @torch.no_grad()
-def evaluate_interpolant(model_dir: Path, sft_dir: Path, cfg: RunConfig, data, seed: int) -> dict[str, float]:
+def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, data, seed: int) -> dict[str, float]:
     """Mean reward and KL(π ‖ π_sft) on ``warp.eval_samples`` sampled completions per held-out prompt, and greedy
-    accuracy, all with the recipe's sampling settings (HF engine in this process)."""
+    accuracy, all with the recipe's sampling settings (HF engine in this process); ``sft`` is the loaded SFT
+    reference (``load_causal_lm``, eval mode), loaded once by the caller."""
     from alignrl.loops.common import run_eval
     from alignrl.loops.online_rl import build_batch
-    from alignrl.models.loading import load_causal_lm
     from alignrl.ops import token_logprobs
     from alignrl.rollout.base import SamplingConfig
     from alignrl.rollout.hf_engine import HFEngine
@@ -66,7 +66,6 @@ def evaluate_interpolant(model_dir: Path, sft_dir: Path, cfg: RunConfig, data, s
     prompt_ids = [engine.tokenizer(p)["input_ids"] for p in prompts for _ in range(n)]
     batch = build_batch(prompt_ids, completions, engine.tokenizer.pad_token_id)
     tokens = batch.tokens
-    sft = load_causal_lm(sft_dir, key="policy").eval()
     logits = sft(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
     logp_sft = token_logprobs(logits.float(), tokens.input_ids)
     mask = tokens.loss_mask
@@ -84,7 +83,10 @@ def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = T
     w = cfg.warp
     data = load_run_data(cfg)
     run_dir = create_run_dir(cfg, overwrite=overwrite)
+    from alignrl.models.loading import load_causal_lm
+
     sft_dir = prepare_policy(cfg, run_dir)
+    sft = load_causal_lm(sft_dir, key="policy").eval()
     init_dir, front, final = sft_dir, [], {}
     for i in range(w.iterations):
         exports = []
@@ -96,7 +98,7 @@ def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = T
             run_online_rl(sub, overwrite=True, show_progress=show_progress)
             exports.append(sub.run_dir / "export")
             front.append({"iteration": i, "run": m, "eta": None, "kind": "rl_run",
-                          **evaluate_interpolant(sub.run_dir / "export", sft_dir, cfg, data, cfg.seed + i)})
+                          **evaluate_interpolant(sub.run_dir / "export", sft, cfg, data, cfg.seed + i)})
         init = load_hf_weights(init_dir)
         merged = slerp_task_vectors([load_hf_weights(e) for e in exports], init)
         for eta in sorted(set(w.etas) | {w.eta}):
@@ -104,7 +106,7 @@ def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = T
             state = merge_state_dicts("liti", [merged], base=init, params=LitiParams(eta=eta))
             save_hf_folder(state, exports[0], out, overwrite=True)
             point = {"iteration": i, "run": None, "eta": eta, "kind": "liti",
-                     **evaluate_interpolant(out, sft_dir, cfg, data, cfg.seed + i)}
+                     **evaluate_interpolant(out, sft, cfg, data, cfg.seed + i)}
             front.append(point)
             if eta == w.eta:
                 final = point

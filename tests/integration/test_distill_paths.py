@@ -54,22 +54,30 @@ def test_scorer_topk_matches_a_direct_hf_forward(teacher_dir):
     assert torch.allclose(plain, logp, atol=1e-6)
 
 
-def test_distill_with_lmbda_trains_on_student_and_dataset_batches(tmp_path, teacher_dir):
-    recipe = tmp_path / "distill.yaml"
+def _distill_recipe(tmp_path, name: str, seed: int, algorithm: str, anchor: str, rollout: str, steps: int):
+    """A tiny reward-free distillation recipe on 1-digit addition (the two runs below differ in these knobs)."""
+    recipe = tmp_path / f"{name}.yaml"
     recipe.write_text(f"""\
-name: distill
-seed: 2
+name: {name}
+seed: {seed}
 policy: {{tiny: {{hidden: 64, layers: 2, heads: 2, max_positions: 32}}}}
-algorithm: {{name: distill, lmbda: 0.5, group_size: 2}}
-anchors:
-  - {{model: path, name: teacher, path: {teacher_dir}, divergence: {{name: generalized_jsd, beta: 0.5}}, estimator: topk, topk: 8,
-     coef: 1.0}}
+algorithm: {algorithm}
+anchors: [{anchor}]
 data: {{train: "tasks://arithmetic?digits=1&n=200&split=train", eval: "tasks://arithmetic?digits=1&n=8&split=test"}}
-rollout: {{engine: vllm, max_new_tokens: 3, cpus_per_worker: 0.5, kv_cache_gib: 0.1, overlap: true}}
+rollout: {rollout}
 learner: {{micro_batch_size: 8, lr: 1.0e-2, cpus_per_worker: 1}}
-train: {{steps: 12, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 0}}
+train: {{steps: {steps}, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 0}}
 eval: {{n: 8, k: 0, max_new_tokens: 3}}
 """)
+    return recipe
+
+
+def test_distill_with_lmbda_trains_on_student_and_dataset_batches(tmp_path, teacher_dir):
+    recipe = _distill_recipe(
+        tmp_path, "distill", 2, "{name: distill, lmbda: 0.5, group_size: 2}",
+        f"{{model: path, name: teacher, path: {teacher_dir}, divergence: {{name: generalized_jsd, beta: 0.5}}, "
+        "estimator: topk, topk: 8, coef: 1.0}",
+        "{engine: vllm, max_new_tokens: 3, cpus_per_worker: 0.5, kv_cache_gib: 0.1, overlap: true}", 12)
     assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 0
     records = [r for r in read_metrics(tmp_path / "distill" / "metrics.jsonl") if "train/loss" in r]
     assert len(records) == 12
@@ -87,21 +95,11 @@ eval: {{n: 8, k: 0, max_new_tokens: 3}}
 def test_speculative_kd_rollouts_with_a_taid_anchor(tmp_path, teacher_dir):
     """SKD rollouts (the teacher replaces proposals outside its top-2) distilled by TAID (forward KL to the
     interpolation of student and teacher, t adapted per step)."""
-    recipe = tmp_path / "skd.yaml"
-    recipe.write_text(f"""\
-name: skd
-seed: 4
-policy: {{tiny: {{hidden: 64, layers: 2, heads: 2, max_positions: 32}}}}
-algorithm: {{name: distill, group_size: 2}}
-anchors:
-  - {{model: path, name: teacher, path: {teacher_dir}, divergence: forward_kl, estimator: topk, topk: 8, coef: 1.0,
-     taid: {{t_start: 0.4, alpha: 0.05}}}}
-data: {{train: "tasks://arithmetic?digits=1&n=200&split=train", eval: "tasks://arithmetic?digits=1&n=8&split=test"}}
-rollout: {{engine: hf, skd_top_k: 2, max_new_tokens: 3, cpus_per_worker: 0.5}}
-learner: {{micro_batch_size: 8, lr: 1.0e-2, cpus_per_worker: 1}}
-train: {{steps: 6, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 0}}
-eval: {{n: 8, k: 0, max_new_tokens: 3}}
-""")
+    recipe = _distill_recipe(
+        tmp_path, "skd", 4, "{name: distill, group_size: 2}",
+        f"{{model: path, name: teacher, path: {teacher_dir}, divergence: forward_kl, estimator: topk, topk: 8, "
+        "coef: 1.0, taid: {t_start: 0.4, alpha: 0.05}}",
+        "{engine: hf, skd_top_k: 2, max_new_tokens: 3, cpus_per_worker: 0.5}", 6)
     assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 0
     records = [r for r in read_metrics(tmp_path / "skd" / "metrics.jsonl") if "train/loss" in r]
     assert len(records) == 6
