@@ -6,8 +6,9 @@ x 100 steps = 400 learner steps, LITI η ∈ {0, .25, .5, .75, 1}). Plain = ``re
 (reverse KL to the frozen init, β = 0.01 as shipped and β = 0.1) for 400 steps, a point per 100-step
 checkpoint. Every point is evaluated alike (``loops/warp.evaluate_interpolant``): mean verifier reward of
 2 sampled completions per held-out prompt (200 prompts) and KL(π ‖ π_sft) estimated on those samples.
-The reward is the binary verifier (a graded reward model comes with the reward-model work), so the front
-is reward = sampled accuracy. Writes ``benchmarks/results/warp.json`` and ``warp_front.png``.
+Both methods train on and are scored by the graded reward ``reward=digits`` (share of digit places right,
+``tasks/arithmetic.digit_credit``), so the front is not just sampled accuracy; greedy exact accuracy is
+reported beside it. Writes ``benchmarks/results/warp.json`` and ``warp_front.png``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ STUDENT_RECIPE = ROOT / "recipes" / "tiny" / "sft_warmstart_arithmetic.yaml"
 WARP_RECIPE = ROOT / "recipes" / "warp_arithmetic.yaml"
 GRPO_RECIPE = ROOT / "recipes" / "grpo_arithmetic.yaml"
 BETAS = (0.01, 0.1)
+GRADED_TRAIN = "tasks://arithmetic?digits=2&ops=+&n=20000&split=train&reward=digits"
 
 
 def _student() -> Path:
@@ -34,6 +36,12 @@ def _student() -> Path:
         assert main(["run", "--overwrite", "--no-progress", str(STUDENT_RECIPE), f"output_dir={MODELS}",
                      "name=student"]) == 0
     return export
+
+
+def dominated(point: dict, others: list[dict]) -> bool:
+    """Pareto: some other point has no more KL to the SFT start and at least the reward, one strictly better."""
+    return any(o["kl_to_sft"] <= point["kl_to_sft"] and o["reward"] >= point["reward"]
+               and (o["kl_to_sft"] < point["kl_to_sft"] or o["reward"] > point["reward"]) for o in others)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -48,12 +56,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     total = steps_per_run * 2 * iterations
     start = time.perf_counter()
     student = _student()
-    common = [f"output_dir={RUNS}", f"policy.path={student}", "export.enabled=true"]
+    common = [f"output_dir={RUNS}", f"policy.path={student}", "export.enabled=true", f"data.train={GRADED_TRAIN}"]
     assert main(["run", "--overwrite", "--no-progress", str(WARP_RECIPE), "name=warp", *common,
                  f"train.steps={steps_per_run}", f"train.checkpoint_every={steps_per_run}",
                  f"warp.iterations={iterations}"]) == 0
     warp = read_front(RUNS / "warp")
-    cfg = load_recipe(WARP_RECIPE, [f"policy.path={student}"])
+    cfg = load_recipe(WARP_RECIPE, [f"policy.path={student}", f"data.train={GRADED_TRAIN}"])
     data = load_run_data(cfg)
     sft = load_causal_lm(student, key="policy").eval()
     plain: dict[str, list[dict]] = {}
@@ -74,9 +82,14 @@ def run(quick: bool = False) -> dict[str, Any]:
              for name, points in plain.items() for p in points]
     print_table(f"warp: KL to the SFT start vs sampled reward, {total} learner steps per method",
                 ["point", "KL to SFT", "reward", "greedy acc"], rows)
+    plain_points = [p for points in plain.values() for p in points]
+    pareto = {"plain_points_dominated_by_warp": sum(dominated(p, warp) for p in plain_points),
+              "warp_points_dominated_by_plain": sum(dominated(p, plain_points) for p in warp),
+              "plain_points": len(plain_points), "warp_points": len(warp)}
+    print(f"pareto: {pareto}")
     png = RESULTS / ("warp_front_quick.png" if quick else "warp_front.png")
     plot_front(warp, png, {f"{name} (per {max(1, total // 4)} steps)": points for name, points in plain.items()},
                title="2-digit addition: WARP vs KL-regularized GRPO")
     return {"section": "warp", "quick": quick, "learner_steps_per_method": total, "student": str(student),
-            "warp": warp, "plain": plain, "plot": str(png.relative_to(ROOT)), "wall_s": time.perf_counter() - start,
+            "reward": GRADED_TRAIN, "pareto": pareto, "warp": warp, "plain": plain, "plot": str(png.relative_to(ROOT)), "wall_s": time.perf_counter() - start,
             "machine": machine(), "versions": versions("vllm", "deepspeed", "ray", "torch", "transformers")}

@@ -277,7 +277,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     seed_everything(cfg.seed)
     p: OnlineRLParams = cfg.algorithm.params
     data = load_run_data(cfg)
-    task = task_of(cfg.data.train)
+    task = cfg.data.train if task_of(cfg.data.train) else None  # the URI: its params may select a graded reward
     checkpoint, trainer_state = None, {"step": 0, "prompt_batches": 0}
     if resume:
         run_dir = cfg.run_dir

@@ -44,8 +44,8 @@ def slerp_task_vectors(states: list[dict[str, torch.Tensor]], init: dict[str, to
 
 @torch.no_grad()
 def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, data, seed: int) -> dict[str, float]:
-    """Mean reward and KL(π ‖ π_sft) on ``warp.eval_samples`` sampled completions per held-out prompt, and greedy
-    accuracy, all with the recipe's sampling settings (HF engine in this process); ``sft`` is the loaded SFT
+    """Mean reward (the training reward of ``data.train``'s URI, graded when it says so) and KL(π ‖ π_sft) on
+    ``warp.eval_samples`` sampled completions per held-out prompt, and greedy (exact) accuracy, all with the recipe's sampling settings (HF engine in this process); ``sft`` is the loaded SFT
     reference (``load_causal_lm``, eval mode), loaded once by the caller."""
     from alignrl.loops.common import run_eval
     from alignrl.loops.online_rl import build_batch
@@ -62,7 +62,7 @@ def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, 
                                                       logprobs=True))
     completions = [c for group in sampled for c in group]
     answers = [x.answer for x in data.eval for _ in range(n)]
-    rewards = reward_for(data.task, [c.text for c in completions], answers)
+    rewards = reward_for(cfg.data.train, [c.text for c in completions], answers)  # the training reward (may be graded)
     prompt_ids = [engine.tokenizer(p)["input_ids"] for p in prompts for _ in range(n)]
     batch = build_batch(prompt_ids, completions, engine.tokenizer.pad_token_id)
     tokens = batch.tokens

@@ -1,7 +1,10 @@
 """Synthetic tasks with verifiable answers: the task registry, examples, splits, URIs and rewards.
 
 A task turns a frozen params dataclass into a list of ``Example``s and owns a verifier
-``verify(completion, answer) -> 1.0 | 0.0``. Recipes name a task by URI::
+``verify(completion, answer) -> 1.0 | 0.0`` (accuracy). A task may also own a graded reward
+``grade(completion, answer, params) -> [0, 1]`` that its params select (e.g. ``reward=digits``): RL
+rewards come from ``reward_for(URI, ...)``, which uses it; accuracy always comes from ``verify``.
+Recipes name a task by URI::
 
     tasks://arithmetic?digits=2&ops=+-&n=20000&split=train&seed=0
 
@@ -78,23 +81,26 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class Task:
-    """A registered task: its params class, its example generator and its verifier."""
+    """A registered task: its params class, its example generator, its verifier and optional graded reward."""
 
     name: str
     params: type
     generate: Callable[[Any], list[Example]]
     verify: Callable[[str, str], float]
+    grade: Callable[[str, str, Any], float] | None = None
 
     def __call__(self, p: Any) -> list[Example]:
         """Generate the examples for params ``p``."""
         return self.generate(p)
 
 
-def register_task(name: str, params: type, verify: Callable[[str, str], float]) -> Callable:
-    """Decorator: register a generator ``fn(params) -> list[Example]`` as task ``name``."""
+def register_task(name: str, params: type, verify: Callable[[str, str], float],
+                  grade: Callable[[str, str, Any], float] | None = None) -> Callable:
+    """Decorator: register a generator ``fn(params) -> list[Example]`` as task ``name``; ``grade`` is the
+    optional graded reward ``(completion, answer, params) -> [0, 1]`` (1 exactly when ``verify`` gives 1)."""
 
     def decorator(generate: Callable[[Any], list[Example]]) -> Callable[[Any], list[Example]]:
-        TASKS.register(name, params=params)(Task(name, params, generate, verify))
+        TASKS.register(name, params=params)(Task(name, params, generate, verify, grade))
         return generate
 
     return decorator
@@ -250,14 +256,22 @@ def examples_from_uri(uri: str) -> list[Example]:
 
 
 def reward_for(task_uri_or_name: str, completions: Sequence[str], answers: Sequence[str]) -> list[float]:
-    """Score each completion against its answer with the task's verifier; 1.0 correct, 0.0 not."""
+    """Score each completion against its answer.
+
+    Given a task URI whose task has a graded reward, that reward with the URI's params (e.g.
+    ``tasks://arithmetic?reward=digits``); otherwise, and for a bare task name, the verifier: 1.0 correct,
+    0.0 not (so a bare name always gives accuracy).
+    """
+    params = None
     if task_uri_or_name.startswith(SCHEME):
-        name, _ = parse_task_uri(task_uri_or_name)
+        name, params = parse_task_uri(task_uri_or_name)
     elif task_uri_or_name in TASKS:
         name = task_uri_or_name
     else:
         raise UserError(TASKS.unknown_message(task_uri_or_name))
     if len(completions) != len(answers):
         raise ValueError(f"{len(completions)} completions but {len(answers)} answers")
-    verify = TASKS.get(name).verify
-    return [verify(c, a) for c, a in zip(completions, answers)]
+    task = TASKS.get(name)
+    if params is not None and task.grade is not None:
+        return [task.grade(c, a, params) for c, a in zip(completions, answers)]
+    return [task.verify(c, a) for c, a in zip(completions, answers)]

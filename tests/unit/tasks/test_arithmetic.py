@@ -8,7 +8,8 @@ import pytest
 
 from alignrl.errors import UserError
 from alignrl.tasks import TASKS
-from alignrl.tasks.arithmetic import ArithmeticParams, arithmetic, verify
+from alignrl.tasks.arithmetic import ArithmeticParams, arithmetic, digit_credit, verify
+from alignrl.tasks.base import reward_for
 
 
 def _problems(**kw) -> list[str]:
@@ -110,7 +111,7 @@ def test_verifier_parsing(completion, answer, reward):
 @pytest.mark.parametrize(
     "kw, word",
     [({"digits": 0}, "digits"), ({"ops": "/"}, "ops"), ({"ops": ""}, "ops"), ({"n": 0}, "n must"),
-     ({"split": "val"}, "split"), ({"test_fraction": 1.0}, "test_fraction")],
+     ({"split": "val"}, "split"), ({"test_fraction": 1.0}, "test_fraction"), ({"reward": "dense"}, "reward")],
 )
 def test_bad_params_raise_user_error(kw, word):
     with pytest.raises(UserError, match=word):
@@ -120,3 +121,28 @@ def test_bad_params_raise_user_error(kw, word):
 def test_n_too_large_for_a_sampled_space_is_a_user_error():
     with pytest.raises(UserError, match="lower n"):
         arithmetic(ArithmeticParams(digits=9, n=10, test_fraction=1e-17, split="test"))
+
+
+@pytest.mark.parametrize(
+    "completion, answer, credit",
+    [("46", "46", 1.0), ("45", "46", 0.5), ("146", "46", 2 / 3), ("7", "46", 0.0), ("6", "46", 0.5),
+     ("-46", "46", 0.0), ("-13", "-12", 0.5), ("x46", "46", 0.0), ("46.5", "46", 0.0), ("1000", "1000", 1.0),
+     ("100", "1000", 0.5)],
+)
+def test_digit_credit_hand_worked(completion, answer, credit):
+    assert digit_credit(completion, answer) == pytest.approx(credit)
+
+
+def test_digit_credit_is_one_exactly_when_the_verifier_passes():
+    examples = arithmetic(ArithmeticParams(digits=2, n=50, seed=3))
+    for ex in examples:
+        for text in (ex.completion, str(int(ex.answer) + 1), str(int(ex.answer) + 10), ex.completion + "0"):
+            assert (digit_credit(text, ex.answer) == 1.0) == (verify(text, ex.answer) == 1.0)
+            assert 0.0 <= digit_credit(text, ex.answer) <= 1.0
+
+
+def test_reward_for_uses_the_uri_reward_and_a_bare_name_stays_exact():
+    completions, answers = ["45", "46", "x"], ["46", "46", "46"]
+    assert reward_for("tasks://arithmetic?digits=2&reward=digits", completions, answers) == [0.5, 1.0, 0.0]
+    assert reward_for("tasks://arithmetic?digits=2", completions, answers) == [0.0, 1.0, 0.0]
+    assert reward_for("arithmetic", completions, answers) == [0.0, 1.0, 0.0]

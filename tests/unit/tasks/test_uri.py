@@ -43,7 +43,7 @@ def test_unknown_key_names_it_and_suggests():
         parse_task_uri(uri)
     msg = str(err.value)
     assert uri in msg and "'digit'" in msg and "Did you mean 'digits'" in msg
-    assert "digits, ops, n, split, seed, test_fraction" in msg
+    assert "digits, ops, reward, n, split, seed, test_fraction" in msg
 
 
 @pytest.mark.parametrize(
