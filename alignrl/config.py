@@ -446,9 +446,6 @@ def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
         if a.moving and a.placement == "reward":
             fail(f"anchors[{i}].placement", origins, f"{a.model} anchors live in the learner; placement: reward needs "
                  "a fixed anchor (init, path, soup)")
-        if a.moving and cfg.learner.zero_stage == 3:
-            fail(f"anchors[{i}].model", origins, f"{a.model} anchors live in the learner and need full weights "
-                 "on each rank: use learner.zero_stage 0-2")
         for j, path in enumerate([a.path] if a.path else list(a.paths)):
             problem = model_dir_problem(Path(path))
             if problem is not None:

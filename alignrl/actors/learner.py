@@ -46,7 +46,8 @@ class LearnerWorker:
         return self.learner.forward_values(shard)
 
     def anchor_states(self) -> dict:
-        return self.learner.anchor_states() if self.learner.rank == 0 else {}
+        states = self.learner.anchor_states()  # every rank calls in: under ZeRO-3 this gathers
+        return states if self.learner.rank == 0 else {}
 
     def load_anchor_states(self, states: dict) -> None:
         self.learner.load_anchor_states(states)

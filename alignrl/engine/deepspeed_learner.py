@@ -117,9 +117,13 @@ class DeepSpeedLearner:
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(s)
         )
         if moving_anchors:
-            from alignrl.engine.moving_anchors import MovingAnchors
+            from alignrl.engine.moving_anchors import MovingAnchors, ShardedMovingAnchors
 
-            self.anchors = MovingAnchors(self.engine.module, moving_anchors)
+            if s.zero_stage == 3:
+                self.anchors = ShardedMovingAnchors(self.engine.module, moving_anchors, s.model_dir,
+                                                    deepspeed_config(s))
+            else:
+                self.anchors = MovingAnchors(self.engine.module, moving_anchors)
 
     def train_step(self, batch: TokenBatch | RolloutBatch, loss_fn: LossFn) -> dict[str, float]:
         """One optimizer step over this rank's shard: micro-batches, backward, clip, step.
@@ -198,15 +202,12 @@ class DeepSpeedLearner:
         self.steps_taken = steps_taken
 
     def anchor_states(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The moving anchors' weights (CPU copies), for checkpoints."""
-        if self.anchors is None:
-            return {}
-        return {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
-                for name, m in self.anchors.models.items()}
+        """The moving anchors' full weights (CPU copies), for checkpoints; under ZeRO-3 a collective."""
+        return {} if self.anchors is None else self.anchors.states()
 
     def load_anchor_states(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
-        for name, state in states.items():
-            self.anchors.models[name].load_state_dict(state)
+        """Restore ``anchor_states``' output; every rank passes the same states (a collective under ZeRO-3)."""
+        self.anchors.load_states(states)
 
     @property
     def rank(self) -> int:

@@ -3,7 +3,8 @@
 Why here and not in a ScorerWorker: an EMA changes after every optimizer step from the policy's weights,
 which live in the learner. Keeping the EMA copy on each learner rank makes the update a local in-place
 lerp (no weight transfer per step) and its log-probs one extra no-grad forward on the rank's own shard.
-Cost: one more model copy per rank (not sharded: ZeRO-3 is refused for these anchors at recipe load).
+Cost: one more model copy per rank in the policy's dtype; under ZeRO-3 (``ShardedMovingAnchors``) the copy is
+sharded like the policy, 1/world of the model per rank.
 """
 
 from __future__ import annotations
@@ -73,3 +74,76 @@ class MovingAnchors:
             out = ANCHORS.get(s.rule)(anchor_state, policy_state, step, s.params, init=self.init)
             reset = reset or out.policy
         return reset
+
+    def states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Each anchor's full weights (CPU copies), for checkpoints."""
+        return {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+                for name, m in self.models.items()}
+
+    def load_states(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        for name, state in states.items():
+            self.models[name].load_state_dict(state)
+
+
+class ShardedMovingAnchors(MovingAnchors):
+    """The same anchors under ZeRO-3: each anchor is a parameter-partitioned DeepSpeed engine (no optimizer), so a
+    rank holds 1/world of it, as it does of the policy.
+
+    ZeRO-3 cuts every parameter alike (flattened, padded to a multiple of world, rank r keeps chunk r), so the
+    anchor's chunk and the policy's chunk of a parameter cover the same elements, and the rules (element-wise
+    lerps) run on the chunks, ``param.ds_tensor``, with no communication. Forward passes gather each layer's
+    weights as the policy's do; all ranks run the same number of them (shards are equal), as gathers are
+    collective. The anchor keeps no parameter resident (persistence threshold 0): a resident full copy would
+    not see the chunk updates. Elastic Reset is refused under ZeRO 1-3 at recipe load (it rewrites the
+    policy's weights, whose master copy ZeRO keeps elsewhere), so only rules that move the anchor run here.
+    """
+
+    def __init__(self, policy: torch.nn.Module, specs: list[MovingAnchorSpec], model_dir: str, ds_config: dict) -> None:
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        if any(s.rule == "elastic_reset" for s in specs):
+            raise ValueError("elastic_reset needs learner.zero_stage: 0")
+        self.specs = specs
+        self.policy = policy
+        self.init = None
+        self._full = {s.name: s.full for s in specs}
+        config = {k: v for k, v in ds_config.items() if k not in ("gradient_clipping", "zero_allow_untested_optimizer")}
+        config["zero_optimization"] = {"stage": 3, "stage3_param_persistence_threshold": 0}
+        self.models = {}
+        for s in specs:
+            # starts where the policy starts (the same folder); a resumed run then loads the checkpointed anchor
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            engine, _, _, _ = deepspeed.initialize(model=model, config=config)
+            self.models[s.name] = engine.module.eval().requires_grad_(False)
+
+    @staticmethod
+    def _chunks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {n: p.ds_tensor.data for n, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, step: int) -> bool:
+        policy_chunks = self._chunks(self.policy)
+        for s in self.specs:
+            ANCHORS.get(s.rule)(self._chunks(self.models[s.name]), policy_chunks, step, s.params, init=None)
+        return False
+
+    def states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Full weights, gathered (a collective: every rank calls in; every rank gets them)."""
+        import deepspeed
+
+        out = {}
+        for name, m in self.models.items():
+            with deepspeed.zero.GatheredParameters(list(m.parameters()), modifier_rank=None):
+                out[name] = {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+        return out
+
+    def load_states(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Every rank passes the same full weights; rank 0's are written and re-partitioned (a collective)."""
+        import deepspeed
+
+        for name, state in states.items():
+            m = self.models[name]
+            with deepspeed.zero.GatheredParameters(list(m.parameters()), modifier_rank=0):
+                if torch.distributed.get_rank() == 0:
+                    m.load_state_dict(state)
