@@ -334,8 +334,14 @@ class WarpConfig:
     """The interpolant the next iteration (and the final export) starts from."""
     eval_samples: int = 2
     """Sampled completions per held-out prompt for the reward and KL estimates of each interpolant."""
+    parallel_runs: int | None = None
+    """How many of an iteration's runs train at once, each with its own actors; None: as many as the Ray
+    cluster's CPUs and GPUs hold (one at a time when a run's actors ask for more than half of them)."""
 
     def __post_init__(self) -> None:
+        if self.parallel_runs is not None and self.parallel_runs < 1:
+            raise ValueError(f"parallel_runs must be >= 1 (or unset for as many as the cluster holds), got "
+                             f"{self.parallel_runs}")
         if self.runs < 2:
             raise ValueError(f"runs must be >= 2 (WARP merges several RL runs), got {self.runs}")
         if self.iterations < 1 or self.eval_samples < 1:

@@ -243,16 +243,22 @@ def _prompt_stream(examples: list[Example], n: int, seed: int):
             yield [examples[i] for i in order[start:start + n]]
 
 
-def check_local_cpus(cfg: RunConfig) -> None:
-    """On the embedded Ray, fail at once (not after a scheduling timeout) when the actors ask for more CPUs
-    than the machine has."""
-    import ray
-
+def actor_cpu_asks(cfg: RunConfig) -> dict[str, float]:
+    """The CPUs each kind of actor of one run requests from Ray (learner, rollout, critic, scorers)."""
     rc = cfg.rollout
     asks = {"learner": cfg.learner.workers * cfg.learner.cpus_per_worker, "rollout": rc.workers * rc.cpus_per_worker}
     if cfg.algorithm.params.advantage == "gae":
         asks["critic"] = cfg.learner.workers * cfg.learner.cpus_per_worker
     asks.update({f"scorer {n}": a.cpus for n, a in zip(cfg.anchor_names, cfg.anchors) if not a.moving})
+    return asks
+
+
+def check_local_cpus(cfg: RunConfig) -> None:
+    """On the embedded Ray, fail at once (not after a scheduling timeout) when the actors ask for more CPUs
+    than the machine has."""
+    import ray
+
+    asks = actor_cpu_asks(cfg)
     have = ray.cluster_resources().get("CPU", 0.0)
     if sum(asks.values()) > have + 1e-9:
         parts = ", ".join(f"{k} {v:g}" for k, v in asks.items())

@@ -9,8 +9,9 @@ arXiv:2406.16768): for iteration i = 1..I,
    on those samples (the KL-reward front);
 4. θ_init^{i+1} = θ^i(warp.eta).
 
-The M runs go one after another (each is a full Ray job of its own); running them side by side on a
-cluster is not done yet. Everything lands in the run folder: ``iter<i>-run<m>/`` (each RL run with its
+The M runs of an iteration train side by side on the Ray cluster, each driven by a Ray task with its own
+actors (``warp.parallel_runs`` at once; by default as many as the cluster's CPUs and GPUs hold), and share
+nothing but the init folder; the run folder must be on storage every node sees. Everything lands there: ``iter<i>-run<m>/`` (each RL run with its
 checkpoints and curves), ``iter<i>/eta_<η>/`` (the interpolants), ``warp_front.json``, ``warp_front.png``,
 and ``export/`` (the final θ_init^{I+1}).
 """
@@ -20,11 +21,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
 
 from alignrl.config import ModelConfig, RunConfig
+from alignrl.errors import UserError
 from alignrl.io import atomic_dir
 from alignrl.loops.common import create_run_dir, load_run_data, prepare_policy, write_json
 from alignrl.merging import merge_state_dicts
@@ -76,28 +79,89 @@ def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, 
             "mean_length": float(mask.sum(1).float().mean())}
 
 
-def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Run the WARP procedure (module docstring); returns the chosen final interpolant's metrics."""
+def parallel_runs(cfg: RunConfig) -> int:
+    """``warp.parallel_runs``, or (unset) how many runs' actors the connected Ray cluster holds at once."""
+    import ray
+
+    from alignrl.loops.online_rl import actor_cpu_asks
+
+    if cfg.warp.parallel_runs is not None:
+        return min(cfg.warp.parallel_runs, cfg.warp.runs)
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 0.0) / max(sum(actor_cpu_asks(cfg).values()), 1e-9)]
+    gpus = cfg.rollout.workers * cfg.rollout.gpus_per_worker
+    if gpus > 0:
+        fits.append(resources.get("GPU", 0.0) / gpus)
+    return max(1, min(cfg.warp.runs, int(min(fits) + 1e-9)))
+
+
+def _train_one(sub: RunConfig, show_progress: bool) -> dict[str, float]:
+    """One WARP run (a Ray task when runs go side by side): its wall-clock start and end."""
     from alignrl.loops.online_rl import run_online_rl
 
-    w = cfg.warp
+    started = time.time()
+    run_online_rl(sub, overwrite=True, show_progress=show_progress)
+    return {"started": started, "finished": time.time()}
+
+
+def train_runs(subs: list[RunConfig], at_once: int, show_progress: bool) -> list[dict[str, float]]:
+    """Train the runs, ``at_once`` at a time as Ray tasks (each builds and drives its own actors), or in this
+    process when ``at_once`` is 1; returns each run's start and end times. A failed run stops the job with its
+    own message."""
+    import ray
+
+    from alignrl.actors.cluster import task_error_detail
+
+    if at_once == 1:
+        return [_train_one(sub, show_progress) for sub in subs]
+    remote = ray.remote(num_cpus=0)(_train_one)  # the task only drives; its actors hold the resources
+    pending: dict = {}
+    done: dict[int, dict[str, float]] = {}
+    queue = list(enumerate(subs))
+    while queue or pending:
+        while queue and len(pending) < at_once:
+            m, sub = queue.pop(0)
+            pending[remote.remote(sub, False)] = m
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        m = pending.pop(ready[0])
+        try:
+            done[m] = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            raise UserError(f"WARP run {subs[m].name}: {cause if isinstance(cause, UserError) else task_error_detail(err)}"
+                            ) from None
+        if show_progress:
+            print(f"warp: {subs[m].name} done in {done[m]['finished'] - done[m]['started']:.0f} s", flush=True)
+    return [done[m] for m in range(len(subs))]
+
+
+def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run the WARP procedure (module docstring); returns the chosen final interpolant's metrics."""
+    from alignrl.actors.cluster import ray_session
+
     data = load_run_data(cfg)
     run_dir = create_run_dir(cfg, overwrite=overwrite)
+    with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        return _warp_iterations(cfg, data, run_dir, show_progress)
+
+
+def _warp_iterations(cfg: RunConfig, data, run_dir: Path, show_progress: bool) -> dict:
     from alignrl.models.loading import load_causal_lm
 
+    w = cfg.warp
+    at_once = parallel_runs(cfg)
     sft_dir = prepare_policy(cfg, run_dir)
     sft = load_causal_lm(sft_dir, key="policy").eval()
     init_dir, front, final = sft_dir, [], {}
     for i in range(w.iterations):
-        exports = []
-        for m in range(w.runs):
-            sub = dataclasses.replace(
-                cfg, name=f"iter{i}-run{m}", output_dir=str(run_dir), seed=cfg.seed + 1000 * i + m, warp=None,
-                policy=ModelConfig(path=str(init_dir), dtype=cfg.policy.dtype),
-                export=dataclasses.replace(cfg.export, enabled=True))
-            run_online_rl(sub, overwrite=True, show_progress=show_progress)
-            exports.append(sub.run_dir / "export")
-            front.append({"iteration": i, "run": m, "eta": None, "kind": "rl_run",
+        subs = [dataclasses.replace(
+            cfg, name=f"iter{i}-run{m}", output_dir=str(run_dir), seed=cfg.seed + 1000 * i + m, warp=None,
+            policy=ModelConfig(path=str(init_dir), dtype=cfg.policy.dtype),
+            export=dataclasses.replace(cfg.export, enabled=True)) for m in range(w.runs)]
+        times = train_runs(subs, at_once, show_progress)
+        exports = [sub.run_dir / "export" for sub in subs]
+        for m, sub in enumerate(subs):
+            front.append({"iteration": i, "run": m, "eta": None, "kind": "rl_run", **times[m],
                           **evaluate_interpolant(sub.run_dir / "export", sft, cfg, data, cfg.seed + i)})
         init = load_hf_weights(init_dir)
         merged = slerp_task_vectors([load_hf_weights(e) for e in exports], init)
@@ -111,7 +175,7 @@ def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = T
             if eta == w.eta:
                 final = point
         init_dir = run_dir / f"iter{i}" / f"eta_{w.eta:g}"
-        write_json(run_dir / "warp_front.json", {"points": front, "chosen_eta": w.eta})
+        write_json(run_dir / "warp_front.json", {"points": front, "chosen_eta": w.eta, "parallel_runs": at_once})
     with atomic_dir(run_dir / "export", overwrite=True) as tmp:
         for f in init_dir.iterdir():
             shutil.copy2(f, tmp / f.name)

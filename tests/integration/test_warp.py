@@ -1,5 +1,6 @@
 """WARP as one job on the real stack (tiny model, a few GRPO steps per run; a random tiny model earns no
-reward, so an entropy bonus is what moves each run, differently per seed): M = 2 EMA-anchored runs, SLERP of
+reward, so an entropy bonus is what moves each run, differently per seed): M = 2 EMA-anchored runs side by side
+as Ray tasks, SLERP of
 their task vectors, the LITI sweep with reward and KL to the SFT start, the next iteration from the chosen η,
 and everything in the run folder."""
 
@@ -17,7 +18,7 @@ from alignrl.loops.warp import slerp_task_vectors
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_warp_runs_merges_sweeps_and_chains_iterations(tmp_path, tiny_model_dir):
+def _write_recipe(tmp_path, tiny_model_dir):
     recipe = tmp_path / "warp.yaml"
     recipe.write_text(f"""\
 name: warp
@@ -27,14 +28,26 @@ algorithm: {{name: grpo, group_size: 4, entropy_coef: 0.05}}
 anchors: [{{model: ema, decay: 0.9, estimator: k3, coef: 0.05}}]
 data: {{train: "tasks://arithmetic?digits=1&n=200&split=train", eval: "tasks://arithmetic?digits=1&n=6&split=test"}}
 rollout: {{engine: hf, max_new_tokens: 3, cpus_per_worker: 0.5}}
-learner: {{micro_batch_size: 16, lr: 1.0e-2, cpus_per_worker: 1}}
+learner: {{micro_batch_size: 16, lr: 1.0e-2, cpus_per_worker: 0.5}}
 train: {{steps: 3, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 0}}
 eval: {{n: 6, k: 0, max_new_tokens: 3}}
 warp: {{runs: 2, iterations: 2, etas: [0.0, 0.5, 1.0], eta: 0.5, eval_samples: 2}}
+ray: {{num_cpus: 2}}
 """)
+    return recipe
+
+
+def test_warp_runs_merges_sweeps_and_chains_iterations(tmp_path, tiny_model_dir):
+    recipe = _write_recipe(tmp_path, tiny_model_dir)
     assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 0
     run = tmp_path / "warp"
-    points = json.loads((run / "warp_front.json").read_text())["points"]
+    front = json.loads((run / "warp_front.json").read_text())
+    points = front["points"]
+    # a run asks for 1 CPU of 2: both runs of an iteration train at the same time, each as its own Ray task
+    assert front["parallel_runs"] == 2
+    for i in (0, 1):
+        a, b = (next(p for p in points if p["iteration"] == i and p["run"] == m) for m in (0, 1))
+        assert a["started"] < b["finished"] and b["started"] < a["finished"], (a, b)
     expected = []
     for i in (0, 1):
         expected += [(i, "rl_run", 0, None), (i, "rl_run", 1, None)] + [(i, "liti", None, e) for e in (0.0, 0.5, 1.0)]
@@ -63,3 +76,19 @@ def test_slerp_of_more_than_two_runs_weighs_them_alike_when_they_are_parallel():
     runs = [{"w": torch.tensor([1.0, 2.0, 0.0, 1.0], dtype=torch.float64) * s} for s in (1.0, 2.0, 3.0)]
     merged = slerp_task_vectors(runs, init)  # parallel task vectors: SLERP falls back to LERP, the mean
     assert torch.allclose(merged["w"], runs[1]["w"])
+
+
+def test_a_failed_parallel_run_stops_the_job_naming_the_run(tmp_path, tiny_model_dir):
+    import dataclasses
+
+    from alignrl.actors.cluster import ray_session
+    from alignrl.config import ModelConfig, load_recipe
+    from alignrl.errors import UserError
+    from alignrl.loops.warp import train_runs
+
+    cfg = load_recipe(_write_recipe(tmp_path, tiny_model_dir), [f"output_dir={tmp_path}"])
+    good = dataclasses.replace(cfg, name="run-good", warp=None, train=dataclasses.replace(cfg.train, steps=1))
+    bad = dataclasses.replace(good, name="run-bad", policy=ModelConfig(path=str(tmp_path / "no-such-model")))
+    with ray_session(num_cpus=2), pytest.raises(UserError) as err:
+        train_runs([good, bad], at_once=2, show_progress=False)
+    assert "WARP run run-bad" in str(err.value) and "no-such-model" in str(err.value)
