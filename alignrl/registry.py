@@ -71,6 +71,8 @@ DISTILL_LOSSES: Registry = Registry("distillation loss")
 TRAIN_LOSSES: Registry = Registry("training objective")
 ANCHORS: Registry = Registry("anchor")
 MERGES: Registry = Registry("merge method")
+REWARD_AGGREGATIONS: Registry = Registry("reward aggregation")
 ALL_REGISTRIES = (
     DIVERGENCES, ADVANTAGES, POLICY_LOSSES, PREFERENCE_LOSSES, DISTILL_LOSSES, TRAIN_LOSSES, ANCHORS, MERGES,
+    REWARD_AGGREGATIONS,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["alignrl.types", "alignrl.registry", "alignrl.ops", "alignrl.objectives", "alignrl.advantages", "alignrl.merging", "alignrl.anchors", "alignrl.divergences"]
+PURE = ["alignrl.types", "alignrl.registry", "alignrl.ops", "alignrl.objectives", "alignrl.advantages", "alignrl.merging", "alignrl.anchors", "alignrl.divergences", "alignrl.rewards", "alignrl.rewards.normalize"]
 BLOCKED = ["ray", "deepspeed", "vllm", "transformers", "datasets", "yaml"]
 
 

@@ -9,6 +9,7 @@ import alignrl.anchors  # noqa: F401
 import alignrl.divergences  # noqa: F401
 import alignrl.merging  # noqa: F401
 import alignrl.objectives  # noqa: F401
+import alignrl.rewards  # noqa: F401
 from alignrl.registry import ALL_REGISTRIES
 
 ENTRIES = [(reg.kind, name, reg.entry(name)) for reg in ALL_REGISTRIES for name in reg.names()]
