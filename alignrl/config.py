@@ -401,6 +401,19 @@ class RunConfig:
         return Path(self.output_dir) / self.name
 
 
+def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
+    if cfg.algorithm.name != "bradley_terry":
+        for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
+            if source and source.startswith("prefs://"):
+                fail(key, origins, f"{source} gives preference pairs, which {cfg.algorithm.name} does not train on "
+                     "(algorithm.name: bradley_terry does)")
+        return
+    for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
+        if source and source.startswith(SCHEME):
+            fail(key, origins, "a reward model trains on preference pairs: give prefs://TASK?... (synthetic pairs "
+                 "labelled by the task's gold reward) or a .jsonl/.parquet file with prompt/chosen/rejected")
+
+
 def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
     if not cfg.is_online_rl:
         if cfg.warp is not None:
@@ -473,6 +486,14 @@ def _check_batch_sizes(cfg: RunConfig, origins: Origins) -> None:
 def _check_source(source: str | None, key: str, origins: Origins, base: Path) -> None:
     if source is None:
         return
+    if source.startswith("prefs://"):
+        from alignrl.data.synthetic_preferences import parse_prefs_uri
+
+        try:
+            parse_prefs_uri(source, key)
+        except UserError as err:
+            fail(key, origins, str(err).removeprefix(f"{key}: "))
+        return
     if source.startswith(SCHEME):
         try:
             parse_task_uri(source)  # unknown task, unknown key or bad value: caught here, not at run time
@@ -512,6 +533,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     cfg = build(RunConfig, data, "", origins)
     _check_batch_sizes(cfg, origins)
     _check_online_rl(cfg, origins)
+    _check_reward_model(cfg, origins)
     _check_model(cfg.policy, "policy", origins)
     for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
         _check_source(source, key, origins, Path.cwd())

@@ -45,6 +45,9 @@ class LearnerWorker:
     def forward_values(self, shard: TokenBatch) -> torch.Tensor:
         return self.learner.forward_values(shard)
 
+    def forward_scores(self, shard: TokenBatch) -> torch.Tensor:
+        return self.learner.forward_scores(shard)
+
     def anchor_states(self) -> dict:
         states = self.learner.anchor_states()  # every rank calls in: under ZeRO-3 this gathers
         return states if self.learner.rank == 0 else {}
@@ -144,6 +147,15 @@ class LearnerGroup:
         size = len(batch) // n
         return torch.cat(self._call("forward_values", [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]))
 
+    def forward_scores(self, batch: TokenBatch) -> torch.Tensor:
+        """(B,) reward-model scores, the batch split over the ranks (B must be a multiple of the workers)."""
+        n, rows = len(self.workers), len(batch)
+        size = -(-rows // n)
+        if size * n != rows:  # repeat the last row so every rank gets an equal shard; the extra scores are dropped
+            batch = _repeat_last(batch, size * n)
+        shards = [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]
+        return torch.cat(self._call("forward_scores", shards))[:rows]
+
     def anchor_states(self) -> dict:
         return self._call("anchor_states", [()] * len(self.workers))[0]
 
@@ -171,3 +183,9 @@ def _died(ref: ray.ObjectRef) -> bool:
         return True
     except Exception:
         return False
+
+
+def _repeat_last(batch: TokenBatch, rows: int) -> TokenBatch:
+    """``batch`` grown to ``rows`` rows by repeating its last row."""
+    index = torch.cat([torch.arange(len(batch)), torch.full((rows - len(batch),), len(batch) - 1)])
+    return TokenBatch(batch.input_ids[index], batch.attention_mask[index], batch.loss_mask[index])

@@ -72,7 +72,12 @@ def load_examples(source: str, *, key: str = "data.train") -> list[Example]:
 
 
 def load_preference_examples(source: str, *, key: str = "data.train") -> list[PreferenceExample]:
-    """Preference pairs from a local file in TRL's preference format; tasks give none."""
+    """Preference pairs from a local file in TRL's preference format, or synthetic pairs from a ``prefs://`` URI
+    (``data.synthetic_preferences``); a ``tasks://`` URI gives examples, not pairs."""
+    if source.startswith("prefs://"):
+        from alignrl.data.synthetic_preferences import synthetic_preferences
+
+        return synthetic_preferences(source, key)
     if source.startswith(SCHEME):
         raise UserError(f"{key}: {source!r} is a task; tasks give examples, not preference pairs")
     rows, path = _read_rows(source, key)

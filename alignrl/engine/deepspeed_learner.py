@@ -39,7 +39,7 @@ class LearnerSettings:
     bf16: bool = False
     seed: int = 0
     lora: dict | None = None  # peft.LoraConfig keyword arguments (r, lora_alpha, lora_dropout, target_modules)
-    model_kind: str = "causal_lm"  # or "value": the same backbone with a scalar head (the PPO critic)
+    model_kind: str = "causal_lm"  # "value": a per-token scalar head (the PPO critic); "reward": a sequence scalar head
 
     @property
     def accumulation_steps(self) -> int:
@@ -100,6 +100,10 @@ class DeepSpeedLearner:
 
             model = AutoModelForTokenClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32)
             torch.nn.init.zeros_(model.score.weight)  # V ≡ 0 at the start: no random baseline noise
+        elif s.model_kind == "reward":  # model_dir is a sequence-classification folder (its head seeded by the loop)
+            from transformers import AutoModelForSequenceClassification
+
+            model = AutoModelForSequenceClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32)
         else:
             model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
         if s.lora is not None:
@@ -171,6 +175,17 @@ class DeepSpeedLearner:
         for start in range(0, len(batch), self.settings.micro_batch_size):
             micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
             out.append(value_predictions(engine, micro).float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def forward_scores(self, batch: TokenBatch) -> torch.Tensor:
+        """(B,) scalar scores of a reward model (its head read at each row's last non-pad token)."""
+        engine = self.engine
+        engine.eval()
+        out = []
+        for start in range(0, len(batch), self.settings.micro_batch_size):
+            micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
+            out.append(engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0].float().cpu())
         return torch.cat(out)
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:

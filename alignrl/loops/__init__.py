@@ -16,6 +16,10 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
         from alignrl.loops.sft import run_sft
 
         return run_sft(cfg, overwrite=overwrite, show_progress=show_progress)
+    if name == "bradley_terry":
+        from alignrl.loops.reward_model import run_reward_model
+
+        return run_reward_model(cfg, overwrite=overwrite, show_progress=show_progress)
     if cfg.is_online_rl and cfg.warp is not None:
         if resume:
             raise UserError("--resume: a WARP job restarts from its recipe (its finished runs are in its folder)")
@@ -26,4 +30,4 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
         from alignrl.loops.online_rl import run_online_rl
 
         return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume)
-    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft and online RL)")
+    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft, bradley_terry and online RL)")

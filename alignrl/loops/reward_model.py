@@ -1,0 +1,180 @@
+"""Bradley-Terry reward-model training on the DeepSpeed learner group, with held-out pairwise accuracy and export.
+
+The model is the policy's backbone with a scalar head (``AutoModelForSequenceClassification``, num_labels 1,
+read at the last non-pad token), built once into ``runs/NAME/init_rm/`` with its head seeded by ``seed``.
+Each step takes ``train.batch_size`` pairs (``learner.micro_batch_size`` pairs per forward), chosen and rejected
+rows interleaved so a micro-batch never splits a pair; the loss is ``objectives.reward_model.bradley_terry_loss``.
+Held-out pairs (``data.eval``) give eval/accuracy (share with r_chosen > r_rejected), eval/margin and eval/loss.
+The export is an HF sequence-classification folder: ``AutoModelForSequenceClassification.from_pretrained`` and
+our reward workers load it.
+Data: TRL's preference format (prompt/chosen/rejected, plain or conversational: conversations go through the
+tokenizer's chat template), or ``prefs://`` synthetic pairs labelled by a task's gold reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import torch
+
+from alignrl.actors.cluster import ray_session
+from alignrl.actors.learner import LearnerGroup
+from alignrl.config import RunConfig
+from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
+from alignrl.data.sources import PreferenceExample, load_preference_examples
+from alignrl.errors import UserError
+from alignrl.io import atomic_dir
+from alignrl.loops.common import (
+    check_finite,
+    create_run_dir,
+    every,
+    learner_settings,
+    prepare_policy,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
+from alignrl.objectives.reward_model import BradleyTerryParams, bradley_terry_loss
+from alignrl.tracking import Tracker, plot_metrics
+from alignrl.types import LossOut, TokenBatch
+
+Pair = tuple[TokenizedExample, TokenizedExample]
+
+
+def build_reward_init(backbone_dir: Path, out_dir: Path, seed: int) -> Path:
+    """An HF sequence-classification folder: the backbone's body and a scalar head initialised with ``seed``."""
+    import transformers
+    from transformers import AutoModelForSequenceClassification
+
+    from alignrl.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(backbone_dir)
+    torch.manual_seed(seed)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "score.weight newly initialized" is the point here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    with atomic_dir(out_dir, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out_dir
+
+
+def tokenize_side(tokenizer, ex: PreferenceExample, side: str, max_length: int) -> TokenizedExample:
+    """prompt + chosen (or rejected) as scored by the reward model; conversations through the chat template."""
+    messages = getattr(ex, f"{side}_messages")
+    if ex.prompt_messages is not None or messages is not None:
+        prompt = list(ex.prompt_messages or [{"role": "user", "content": ex.prompt}])
+        reply = list(messages or [{"role": "assistant", "content": getattr(ex, side)}])
+        n_prompt = len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=False))
+        ids = tokenizer.apply_chat_template(prompt + reply, tokenize=True, return_dict=False)
+        if len(ids) > max_length:
+            raise ValueError(f"{len(ids)} tokens with the chat template; more than train.max_length={max_length}")
+        return TokenizedExample(tuple(ids), n_prompt)
+    return tokenize_sft(tokenizer, ex.prompt, getattr(ex, side), max_length)
+
+
+def tokenize_pairs(tokenizer, pairs: list[PreferenceExample], max_length: int, key: str) -> list[Pair]:
+    out = []
+    for i, ex in enumerate(pairs):
+        try:
+            out.append((tokenize_side(tokenizer, ex, "chosen", max_length), tokenize_side(tokenizer, ex, "rejected",
+                                                                                           max_length)))
+        except ValueError as err:
+            raise UserError(f"{key} pair {i}: {err}; raise train.max_length") from None
+    return out
+
+
+def collate_pairs(pairs: list[Pair], pad_id: int) -> TokenBatch:
+    """Rows chosen_0, rejected_0, chosen_1, ...: any even-sized slice holds whole pairs."""
+    return collate_sft([side for pair in pairs for side in pair], pad_id)
+
+
+def bt_micro_loss(model, micro: TokenBatch, params: BradleyTerryParams) -> LossOut:
+    """Score the interleaved rows and apply the Bradley-Terry loss to (even, odd) rows."""
+    scores = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0].float()
+    return bradley_terry_loss(scores[0::2], scores[1::2], params)
+
+
+def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
+    rng = random.Random(seed)
+    order = list(range(len(pairs)))
+    while True:
+        rng.shuffle(order)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield collate_pairs([pairs[i] for i in order[start:start + batch_size]], pad_id)
+
+
+def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, params: BradleyTerryParams,
+                   chunk: int = 256) -> dict[str, float]:
+    """Held-out pairwise accuracy, mean margin and Bradley-Terry loss of the group's current reward model."""
+    scores = torch.cat([group.forward_scores(collate_pairs(pairs[i:i + chunk], pad_id))
+                        for i in range(0, len(pairs), chunk)])
+    out = bradley_terry_loss(scores[0::2], scores[1::2], params)
+    return {"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}, "n": float(len(pairs))}
+
+
+def run_reward_model(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Train a Bradley-Terry reward model from a recipe; returns the final held-out metrics."""
+    import functools
+
+    from alignrl.export import export_run
+    from alignrl.models.loading import load_tokenizer
+
+    seed_everything(cfg.seed)
+    train_pairs = load_preference_examples(cfg.data.train, key="data.train")
+    eval_pairs = load_preference_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
+    if len(train_pairs) < cfg.train.batch_size:
+        raise UserError(f"data.train: {len(train_pairs)} pairs, fewer than train.batch_size={cfg.train.batch_size}")
+    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    backbone = prepare_policy(cfg, run_dir)
+    rm_dir = build_reward_init(backbone, run_dir / "init_rm", cfg.seed)
+    tokenizer = load_tokenizer(rm_dir)
+    pad = tokenizer.pad_token_id
+    train_tok = tokenize_pairs(tokenizer, train_pairs, cfg.train.max_length, "data.train")
+    eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "data.eval")
+    batches = _batches(train_tok, cfg.train.batch_size, pad, cfg.seed)
+    settings = learner_settings(cfg, rm_dir)
+    settings = dataclasses.replace(settings, batch_size=2 * settings.batch_size,
+                                   micro_batch_size=2 * settings.micro_batch_size, model_kind="reward")
+    params: BradleyTerryParams = cfg.algorithm.params
+    loss_fn = functools.partial(bt_micro_loss, params=params)
+    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    final: dict = {}
+    with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker)
+
+        def evaluate_now(step: int) -> dict:
+            result = evaluate_pairs(group, eval_tok, pad, params)
+            tracker.log(step, {f"eval/{k}": v for k, v in result.items()} | {"accuracy": result["accuracy"]},
+                        advance=False)
+            return result
+
+        try:
+            if eval_tok and cfg.train.eval_every:
+                evaluate_now(0)
+            for step in range(1, cfg.train.steps + 1):
+                metrics = group.train_step(next(batches), loss_fn)
+                check_finite(step, metrics)
+                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                    tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+                last = step == cfg.train.steps
+                if eval_tok and (last or every(step, cfg.train.eval_every)):
+                    final = evaluate_now(step)
+                if last or every(step, cfg.train.checkpoint_every):
+                    save_checkpoint(group, group.full_state_dict(), rm_dir, run_dir, step)
+            if cfg.export.enabled:
+                export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
+        finally:
+            tracker.close()
+            group.shutdown()
+    if final:
+        write_json(run_dir / "eval.json", {"metrics": final})
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
+                 ("train/loss", "eval/accuracy", "eval/margin", "train/grad_norm"))
+    return final
