@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 import alignrl.objectives  # noqa: F401  (registers training objectives)
+import alignrl.rewards  # noqa: F401  (registers reward-ensemble aggregations)
 import alignrl.tasks  # noqa: F401  (registers tasks, so tasks:// sources are checked at load time)
 from alignrl.errors import UserError
 from alignrl.models.paths import MAKE_A_MODEL, model_dir_problem
 from alignrl.objectives.anchor_term import CoefSchedule
 from alignrl.objectives.online_rl import ALGORITHMS as ONLINE_RL
-from alignrl.registry import DIVERGENCES, TRAIN_LOSSES
+from alignrl.registry import DIVERGENCES, REWARD_AGGREGATIONS, TRAIN_LOSSES
 from alignrl.schema import Component, build, fail, to_plain
 from alignrl.tasks.base import SCHEME, parse_task_uri
 from alignrl.yaml_loader import Origins, apply_override, read_recipe
@@ -351,6 +352,47 @@ class WarpConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RewardConfig:
+    """One reward term of an online-RL recipe; the reward is Σ_i weight_i · normalize_i(r_i)."""
+
+    kind: Literal["verifier", "model", "ensemble", "function"] = "verifier"
+    """verifier: data.train's task (its URI's ``reward``, e.g. graded ``digits``); model: one reward model folder
+    (``path``); ensemble: K reward models (``paths``) aggregated by ``aggregate``; function: ``function``."""
+    name: str | None = None
+    """Label in metrics (``train/reward/<name>``); default: the kind, numbered when a kind repeats."""
+    weight: float = 1.0
+    normalize: Literal["none", "running", "group"] = "none"
+    """running: (r − μ)/σ over every reward this term gave so far; group: over each prompt's samples."""
+    path: str | None = None
+    paths: tuple[str, ...] = ()
+    aggregate: Component = field(default=Component("mean", None), metadata={"registry": REWARD_AGGREGATIONS})
+    """ensemble: mean, wco (min) or ``{name: uwo, lam: 0.5, penalty: var|std}`` (rewards/aggregate.py)."""
+    function: str | None = None
+    """``path/to/file.py:function_name``: called as ``fn(prompts, completions, answers) -> list[float]`` with
+    one entry per completion (prompts repeated per sample; answers from the data, None where it has none)."""
+    max_length: int = 512
+    """Reward models: tokens scored per sequence (prompt cut from the left, like training)."""
+    micro_batch_size: int = 64
+    """Reward models: sequences per forward in the reward worker."""
+    cpus: float = 0.5
+    """Ray CPU request of this term's RewardWorker (model, ensemble)."""
+    gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        needs = {"model": "path", "ensemble": "paths", "function": "function"}
+        for key in ("path", "paths", "function"):
+            given = bool(getattr(self, key))
+            if given != (needs.get(self.kind) == key):
+                raise ValueError(f"{key} is required with kind: {self.kind}" if not given else
+                                 f"{key} belongs to kind: {next(k for k, v in needs.items() if v == key)}, not "
+                                 f"kind: {self.kind}")
+        if self.kind == "ensemble" and len(self.paths) < 2:
+            raise ValueError(f"an ensemble needs at least 2 paths, got {len(self.paths)}")
+        if self.function is not None and ":" not in self.function:
+            raise ValueError(f"function {self.function!r}: write path/to/file.py:function_name")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RayConfig:
     address: str | None = None
     """None starts an embedded local Ray; ``auto`` or ``ray://host:10001`` joins a cluster."""
@@ -378,6 +420,8 @@ class RunConfig:
     """Online RL only: terms coef · mask · D(π_θ ‖ anchor)."""
     warp: WarpConfig | None = None
     """Online RL only: run the recipe as the WARP procedure (loops/warp.py) instead of one RL run."""
+    rewards: tuple[RewardConfig, ...] = ()
+    """Online RL only: the reward terms (empty: data.train's verifier alone)."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -386,6 +430,15 @@ class RunConfig:
     @property
     def is_online_rl(self) -> bool:
         return self.algorithm.name in ONLINE_RL
+
+    @property
+    def reward_names(self) -> tuple[str, ...]:
+        """Each reward term's label: its ``name``, else its kind (numbered when a kind repeats)."""
+        kinds = [r.kind for r in self.rewards]
+        return tuple(
+            r.name or (r.kind if kinds.count(r.kind) == 1 else f"{r.kind}{kinds[:i].count(r.kind)}")
+            for i, r in enumerate(self.rewards)
+        )
 
     @property
     def anchor_names(self) -> tuple[str, ...]:
@@ -399,6 +452,29 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+
+def _check_rewards(cfg: RunConfig, origins: Origins) -> None:
+    import json
+
+    if cfg.rewards and not cfg.is_online_rl:
+        fail("rewards", origins, f"reward terms apply to online RL algorithms ({', '.join(ONLINE_RL)}), not "
+             f"{cfg.algorithm.name}")
+    for i, r in enumerate(cfg.rewards):
+        for j, path in enumerate([r.path] if r.path else list(r.paths)):
+            key = f"rewards[{i}].path" if r.path else f"rewards[{i}].paths[{j}]"
+            problem = model_dir_problem(Path(path))
+            if problem is not None:
+                fail(key, origins, f"{path} {problem}. Train a reward model with algorithm.name: bradley_terry "
+                     "(recipes/reward_model.yaml)")
+            arch = json.loads((Path(path) / "config.json").read_text()).get("architectures") or ["?"]
+            if not arch[0].endswith("ForSequenceClassification"):
+                fail(key, origins, f"{path} holds a {arch[0]}, not a reward model (a sequence classifier with one "
+                     "label); train one with algorithm.name: bradley_terry (recipes/reward_model.yaml)")
+        if r.function is not None:
+            file = r.function.rsplit(":", 1)[0]
+            if not Path(file).is_file():
+                fail(f"rewards[{i}].function", origins, f"{file} does not exist (write path/to/file.py:function_name)")
 
 
 def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
@@ -534,6 +610,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     _check_batch_sizes(cfg, origins)
     _check_online_rl(cfg, origins)
     _check_reward_model(cfg, origins)
+    _check_rewards(cfg, origins)
     _check_model(cfg.policy, "policy", origins)
     for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
         _check_source(source, key, origins, Path.cwd())

@@ -33,6 +33,9 @@ def _where(path: str, origins: Origins) -> str:
     while probe:
         if probe in origins:
             return f"{origins[probe]}: "
+        if probe.endswith("]"):  # a list item without an origin of its own: its list's line
+            probe = probe[: probe.rindex("[")]
+            continue
         probe = probe.rsplit(".", 1)[0] if "." in probe else ""
     return f"{origins['']}: " if origins.get("") else ""  # the recipe file itself
 

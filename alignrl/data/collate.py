@@ -30,6 +30,21 @@ def tokenize_sft(tokenizer, prompt: str, completion: str, max_length: int) -> To
     return TokenizedExample(tuple(prompt_ids + completion_ids), len(prompt_ids))
 
 
+def tokenize_scored(tokenizer, prompt: str, completion: str, max_length: int, *,
+                    prompt_messages=None, completion_messages=None) -> TokenizedExample:
+    """A prompt and completion as a reward model reads them: plain text like ``tokenize_sft`` (ids + eos), or,
+    when either side is a conversation, the whole conversation through the tokenizer's chat template."""
+    if prompt_messages is None and completion_messages is None:
+        return tokenize_sft(tokenizer, prompt, completion, max_length)
+    head = list(prompt_messages or [{"role": "user", "content": prompt}])
+    reply = list(completion_messages or [{"role": "assistant", "content": completion}])
+    n_prompt = len(tokenizer.apply_chat_template(head, tokenize=True, add_generation_prompt=True, return_dict=False))
+    ids = tokenizer.apply_chat_template(head + reply, tokenize=True, return_dict=False)
+    if len(ids) > max_length:
+        raise ValueError(f"{len(ids)} tokens with the chat template; more than max_length={max_length}")
+    return TokenizedExample(tuple(ids), n_prompt)
+
+
 def collate_sft(examples: list[TokenizedExample], pad_id: int) -> TokenBatch:
     """Right-pad to the longest example; loss_mask is True on completion tokens and eos."""
     width = max(len(e.ids) for e in examples)

@@ -1,8 +1,9 @@
 """Online RL (GRPO, Dr. GRPO, DAPO, GSPO, RLOO, REINFORCE++) on Ray: the single-controller driver.
 
 One step (DESIGN.md "the data's way"): prompts -> RolloutWorkers sample G completions each with per-token
-log-probs -> the task's verifier scores them -> ScorerWorkers give fixed anchors' log-probs (EMA /
-Elastic Reset anchors are scored inside the learner) -> advantages -> the LearnerGroup takes
+log-probs -> the reward terms score them (rewards/combine.py: the verifier, reward models on RewardWorkers,
+functions) -> ScorerWorkers give fixed anchors' log-probs (EMA / Elastic Reset anchors are scored inside the
+learner) -> advantages -> the LearnerGroup takes
 ``updates_per_step`` DeepSpeed steps on policy loss + anchor terms (moving anchors update there) ->
 full weights go to the RolloutWorkers in whole-layer buckets -> metrics, eval, checkpoint.
 Evaluation runs on the rollout workers, which hold the learner's current weights after each sync.
@@ -16,7 +17,7 @@ import json
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from alignrl.actors.learner import LearnerGroup
 from alignrl.actors.rollout import RolloutGroup
 from alignrl.actors.scorer import Scorer
 from alignrl.advantages.base import AdvantageInputs, contiguous_groups
-from alignrl.config import AnchorConfig, RunConfig
+from alignrl.config import AnchorConfig, RewardConfig, RunConfig
 from alignrl.data.sources import task_of
 from alignrl.engine.deepspeed_learner import value_predictions
 from alignrl.engine.moving_anchors import MovingAnchorSpec
@@ -51,8 +52,9 @@ from alignrl.objectives.tis import TISParams, tis_weights
 from alignrl.objectives.value import ValueParams, value_loss
 from alignrl.ops import masked_mean, token_logprobs
 from alignrl.registry import ADVANTAGES, DIVERGENCES
+from alignrl.rewards.combine import RewardSet, Scored
 from alignrl.rollout.base import Completion, SamplingConfig
-from alignrl.tasks.base import Example, reward_for
+from alignrl.tasks.base import Example
 from alignrl.tracking import Tracker, plot_metrics
 from alignrl.types import LossOut, RolloutBatch, TokenBatch
 
@@ -250,6 +252,7 @@ def actor_cpu_asks(cfg: RunConfig) -> dict[str, float]:
     if cfg.algorithm.params.advantage == "gae":
         asks["critic"] = cfg.learner.workers * cfg.learner.cpus_per_worker
     asks.update({f"scorer {n}": a.cpus for n, a in zip(cfg.anchor_names, cfg.anchors) if not a.moving})
+    asks.update({f"reward {n}": r.cpus for n, r in zip(cfg.reward_names, cfg.rewards) if r.kind in ("model", "ensemble")})
     return asks
 
 
@@ -325,7 +328,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             moving_anchors=moving_anchor_specs(plans) or None,
             extra_bundle={"CPU": rc.cpus_per_worker} if colocated else None,
         )
-        rollout = scorers = critic = None
+        rollout = scorers = critic = rewarder = None
         prefetch = RolloutPrefetch() if rc.overlap else None
         try:
             if p.advantage == "gae":
@@ -346,6 +349,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 bundles=[learner.bundle(i) for i in range(rc.workers)] if colocated else None,
             )
             scorers = start_scorers(plans, model_dir, cfg)
+            rewarder = RewardSet(cfg.rewards or (RewardConfig(),), cfg.reward_names or ("verifier",), task, group_size,
+                                 state=trainer_state.get("reward_stats"))
             engine = RemoteEngine(rollout)
             adaptive_now: dict[str, float] = dict(trainer_state.get("adaptive_coefs", {}))
             taid_now = taid_schedules(plans, cfg.train.steps, trainer_state.get("taid_schedules", {}))
@@ -367,7 +372,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 saves = last or every(step, cfg.train.checkpoint_every)
                 # The pipeline drains before eval/checkpoint steps: both then see the synced weights, and a
                 # run resumed from a checkpoint starts exactly as the uninterrupted run went on.
-                metrics = _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, scorers, learner,
+                metrics = _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
                                     adv_entry, adv_params, sampling, critic, adaptive_now, prefetch=prefetch,
                                     prefetch_next=not (last or evals or saves), taid_now=taid_now)
                 check_finite(step, metrics)
@@ -378,6 +383,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 if saves:
                     save_checkpoint(learner, learner.full_state_dict(), model_dir, run_dir, step,
                                     extra={"prompt_batches": prompts_iter.taken, "adaptive_coefs": adaptive_now,
+                                           "reward_stats": rewarder.state_dict(),
                                            "taid_schedules": {n: s.state_dict() for n, s in taid_now.items()}},
                                     anchors=learner.anchor_states(), others={"critic": critic} if critic else None)
             if cfg.export.enabled:
@@ -388,6 +394,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 prefetch.close()
             for s in (scorers or {}).values():
                 s.shutdown()
+            if rewarder is not None:
+                rewarder.shutdown()
             if rollout is not None:
                 rollout.shutdown()
             if critic is not None:
@@ -414,16 +422,16 @@ def _restore(checkpoint: Path, step: int, learner: LearnerGroup, rollout: Rollou
     rollout.load_buckets(learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB)))
 
 
-def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, task: str, tokenizer,
-             rollout: RolloutGroup, sampling: dict) -> tuple[RolloutBatch, torch.Tensor, list[Completion]]:
+def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, rewarder: RewardSet, tokenizer,
+             rollout: RolloutGroup, sampling: dict) -> tuple[RolloutBatch, Scored, list[Completion]]:
     seed = cfg.seed * 1_000_003 + step * 101 + attempt
     per_prompt = rollout.generate([x.prompt for x in prompts], SamplingConfig(seed=seed, **sampling))
     completions = [c for group in per_prompt for c in group]
     g = sampling["n"]
-    answers = [x.answer for x in prompts for _ in range(g)]
-    rewards = torch.tensor(reward_for(task, [c.text for c in completions], answers), dtype=torch.float32)
+    scored = rewarder.score([x.prompt for x in prompts for _ in range(g)], [c.text for c in completions],
+                            [x.answer for x in prompts for _ in range(g)])
     prompt_ids = [tokenizer(x.prompt)["input_ids"] for x in prompts for _ in range(g)]
-    return build_batch(prompt_ids, completions, tokenizer.pad_token_id), rewards, completions
+    return build_batch(prompt_ids, completions, tokenizer.pad_token_id), scored, completions
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,9 +448,10 @@ class Collected:
     score_s: float
     off_policy: bool
     from_student: bool = True
+    reward_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scorers, sampling, *,
+def _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout, scorers, sampling, *,
              off_policy: bool = False, on_generated=None) -> Collected:
     """Sample, verify (+ overlong shaping, dynamic-sampling refills) and score one step's batch.
 
@@ -453,10 +462,10 @@ def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scor
     from_student = student_step(cfg.seed, step, getattr(p, "lmbda", 1.0))
     try:
         if from_student:
-            batch, rewards, completions = _rollout(prompts, step, 0, cfg, task, tokenizer, rollout, sampling)
+            batch, scored, completions = _rollout(prompts, step, 0, cfg, rewarder, tokenizer, rollout, sampling)
         else:
-            batch, rewards, completions = _gold(prompts, g, task, tokenizer)
-        correct = rewards.clone()
+            batch, scored, completions = _gold(prompts, g, rewarder, tokenizer)
+        rewards, correct = scored.rewards, scored.correct
         lengths = torch.tensor([len(c.token_ids) for c in completions])
         rewards = rewards + overlong_shaping(lengths, cfg.rollout.max_new_tokens, p.overlong_buffer,
                                              p.overlong_penalty)
@@ -468,10 +477,11 @@ def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scor
             for attempt in range(1, 4):
                 if sum(int(k.sum()) for *_, k in parts) >= len(prompts):
                     break
-                b2, r2, c2 = _rollout(next(prompts_iter), step, attempt, cfg, task, tokenizer, rollout, sampling)
+                b2, s2, c2 = _rollout(next(prompts_iter), step, attempt, cfg, rewarder, tokenizer, rollout, sampling)
                 l2 = torch.tensor([len(c.token_ids) for c in c2])
-                shaped = r2 + overlong_shaping(l2, cfg.rollout.max_new_tokens, p.overlong_buffer, p.overlong_penalty)
-                parts.append((b2, shaped, r2, keep_informative_groups(shaped, g)))
+                shaped = s2.rewards + overlong_shaping(l2, cfg.rollout.max_new_tokens, p.overlong_buffer,
+                                                       p.overlong_penalty)
+                parts.append((b2, shaped, s2.correct, keep_informative_groups(shaped, g)))
             batch, rewards, correct = _select_groups(parts, len(prompts), g, tokenizer.pad_token_id)
     finally:
         if on_generated is not None:
@@ -487,7 +497,7 @@ def _collect(step, cfg, p, task, prompts, prompts_iter, tokenizer, rollout, scor
             got, anchor_rows[f"anchor_topk_logp/{name}"], anchor_rows[f"anchor_topk_index/{name}"] = got
         anchor_rows[f"anchor_logp/{name}"] = got
     return Collected(batch, rewards, correct, completions, kept_frac, anchor_rows, t_gen - t_start,
-                     time.perf_counter() - t_gen, off_policy and from_student, from_student)
+                     time.perf_counter() - t_gen, off_policy and from_student, from_student, scored.metrics)
 
 
 def _skd_metrics(completions: list[Completion]) -> dict[str, float]:
@@ -503,16 +513,17 @@ def student_step(seed: int, step: int, lmbda: float) -> bool:
     return lmbda >= 1.0 or random.Random(seed * 7_919 + step).random() < lmbda
 
 
-def _gold(prompts: list[Example], g: int, task: str, tokenizer) -> tuple[RolloutBatch, torch.Tensor, list[Completion]]:
+def _gold(prompts: list[Example], g: int, rewarder: RewardSet, tokenizer) -> tuple[RolloutBatch, Scored,
+                                                                                   list[Completion]]:
     """The dataset's gold completions (+ EOS) as a batch, each prompt ``g`` times (distillation with λ < 1)."""
     completions = []
     for x in prompts:
         ids = tuple(tokenizer(x.completion, add_special_tokens=False)["input_ids"]) + (tokenizer.eos_token_id,)
         completions += [Completion(text=x.completion, token_ids=ids, logprobs=None, finished=True)] * g
-    answers = [x.answer for x in prompts for _ in range(g)]
-    rewards = torch.tensor(reward_for(task, [c.text for c in completions], answers), dtype=torch.float32)
+    scored = rewarder.score([x.prompt for x in prompts for _ in range(g)], [c.text for c in completions],
+                            [x.answer for x in prompts for _ in range(g)])
     prompt_ids = [tokenizer(x.prompt)["input_ids"] for x in prompts for _ in range(g)]
-    return build_batch(prompt_ids, completions, tokenizer.pad_token_id), rewards, completions
+    return build_batch(prompt_ids, completions, tokenizer.pad_token_id), scored, completions
 
 
 class RolloutPrefetch:
@@ -552,17 +563,18 @@ class RolloutPrefetch:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, scorers, learner,
+def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
               adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
               prefetch_next: bool = False, taid_now: dict[str, TAIDSchedule] | None = None) -> dict[str, float]:
     t_start = time.perf_counter()
     g = p.group_size
     got = prefetch.take(step) if prefetch is not None else None
     if got is None:
-        got = _collect(step, cfg, p, task, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers, sampling)
+        got = _collect(step, cfg, p, rewarder, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers,
+                       sampling)
     t_got = time.perf_counter()
     if prefetch_next and prefetch is not None:
-        prefetch.start(step + 1, functools.partial(_collect, step + 1, cfg, p, task, next(prompts_iter), prompts_iter,
+        prefetch.start(step + 1, functools.partial(_collect, step + 1, cfg, p, rewarder, next(prompts_iter), prompts_iter,
                                                    tokenizer, rollout, scorers, sampling, off_policy=True))
     batch, rewards, correct, completions = got.batch, got.rewards, got.correct, got.completions
     tokens = batch.tokens
@@ -633,6 +645,7 @@ def _one_step(step, cfg, p, plans, task, prompts_iter, tokenizer, rollout, score
         if taid_now and a.name in taid_now and f"train/anchor/{a.name}" in metrics:  # TAID's t follows its loss
             taid_now[a.name].update(metrics[f"train/anchor/{a.name}"], step - 1)
     lengths = mask.sum(1).float()
+    metrics.update(got.reward_metrics)
     metrics.update({
         "train/reward_mean": float(rewards.mean()),
         "train/accuracy": float(correct.mean()),

@@ -22,7 +22,7 @@ import torch
 from alignrl.actors.cluster import ray_session
 from alignrl.actors.learner import LearnerGroup
 from alignrl.config import RunConfig
-from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
+from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_scored
 from alignrl.data.sources import PreferenceExample, load_preference_examples
 from alignrl.errors import UserError
 from alignrl.io import atomic_dir
@@ -66,17 +66,9 @@ def build_reward_init(backbone_dir: Path, out_dir: Path, seed: int) -> Path:
 
 
 def tokenize_side(tokenizer, ex: PreferenceExample, side: str, max_length: int) -> TokenizedExample:
-    """prompt + chosen (or rejected) as scored by the reward model; conversations through the chat template."""
-    messages = getattr(ex, f"{side}_messages")
-    if ex.prompt_messages is not None or messages is not None:
-        prompt = list(ex.prompt_messages or [{"role": "user", "content": ex.prompt}])
-        reply = list(messages or [{"role": "assistant", "content": getattr(ex, side)}])
-        n_prompt = len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=False))
-        ids = tokenizer.apply_chat_template(prompt + reply, tokenize=True, return_dict=False)
-        if len(ids) > max_length:
-            raise ValueError(f"{len(ids)} tokens with the chat template; more than train.max_length={max_length}")
-        return TokenizedExample(tuple(ids), n_prompt)
-    return tokenize_sft(tokenizer, ex.prompt, getattr(ex, side), max_length)
+    """prompt + chosen (or rejected) as the reward model scores it (``data.collate.tokenize_scored``)."""
+    return tokenize_scored(tokenizer, ex.prompt, getattr(ex, side), max_length, prompt_messages=ex.prompt_messages,
+                           completion_messages=getattr(ex, f"{side}_messages"))
 
 
 def tokenize_pairs(tokenizer, pairs: list[PreferenceExample], max_length: int, key: str) -> list[Pair]:

@@ -92,8 +92,13 @@ def test_gold_batches_hold_the_dataset_completion_with_eos_and_the_verifiers_rew
 
     tok = build_tiny_tokenizer()
     prompts = [Example(prompt="12+30=", completion="42", answer="42"), Example(prompt="1+1=", completion="3", answer="2")]
-    batch, rewards, completions = _gold(prompts, 2, "arithmetic", tok)
-    assert rewards.tolist() == [1.0, 1.0, 0.0, 0.0] and len(completions) == 4
+    from alignrl.config import RewardConfig
+    from alignrl.rewards.combine import RewardSet
+
+    verifier = RewardSet((RewardConfig(),), ("verifier",), "tasks://arithmetic?digits=2", group_size=2)
+    batch, scored, completions = _gold(prompts, 2, verifier, tok)
+    assert scored.rewards.tolist() == [1.0, 1.0, 0.0, 0.0] and len(completions) == 4
+    assert scored.correct.tolist() == [1.0, 1.0, 0.0, 0.0] and scored.metrics == {"train/reward/verifier": 0.5}
     row = batch.tokens.input_ids[0]
     n_prompt = len(tok("12+30=")["input_ids"])
     targets = row[batch.tokens.loss_mask[0]].tolist()
