@@ -112,7 +112,24 @@ def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, params: 
 
 
 def run_reward_model(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Train a Bradley-Terry reward model from a recipe; returns the final held-out metrics."""
+    """Train a Bradley-Terry reward model from a recipe (``members`` > 1: that many, seeds s..s+K−1, each in
+    ``runs/NAME/member<k>/``); returns the final held-out metrics (with K members: each one's and their mean)."""
+    members = cfg.algorithm.params.members
+    if members == 1:
+        return _train_one(cfg, overwrite=overwrite, show_progress=show_progress)
+    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    results = {}
+    for k in range(members):
+        sub = dataclasses.replace(cfg, name=f"member{k}", output_dir=str(run_dir), seed=cfg.seed + k)
+        results[f"member{k}"] = _train_one(sub, overwrite=True, show_progress=show_progress)
+    summary = {"members": results, "exports": [str(run_dir / f"member{k}" / "export") for k in range(members)]}
+    if all(results.values()):
+        summary["mean"] = {key: sum(r[key] for r in results.values()) / members for key in next(iter(results.values()))}
+    write_json(run_dir / "ensemble.json", summary)
+    return summary.get("mean", {})
+
+
+def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
     import functools
 
     from alignrl.export import export_run

@@ -25,8 +25,13 @@ from alignrl.types import LossOut
 class BradleyTerryParams:
     center_rewards_coefficient: float = 0.0
     """c ≥ 0: weight of mean((r_w + r_l)²), which keeps scores centred (TRL's knob of the same name)."""
+    members: int = 1
+    """Train this many reward models, member k with seed + k (its head's init and its data order): an ensemble
+    in ``runs/NAME/member<k>/export`` (Coste et al.'s independently seeded members; a loop knob)."""
 
     def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
         if self.center_rewards_coefficient < 0:
             raise ValueError(f"center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
 

@@ -74,7 +74,7 @@ def test_demo_recipe_loads():
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(REPO)) for p in RECIPES])
-def test_every_shipped_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path):
+def test_every_shipped_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path):
     """A chained recipe starts from another shipped recipe's export (runs/NAME/export, absent in a clean clone):
     that NAME must be a shipped recipe's, and the recipe must load with a model folder in its place."""
     from alignrl.yaml_loader import read_recipe
@@ -95,6 +95,17 @@ def test_every_shipped_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch,
                 assert anchor["path"].split("/")[1] in produced, f"{anchor['path']}: no shipped recipe writes it"
                 anchor["path"] = str(tiny_model_dir)
         overrides.append(f"anchors={json.dumps(anchors)}")
+    rewards = [dict(r) for r in raw.get("rewards") or []]
+    if any(str(p).startswith("runs/") for r in rewards for p in [r.get("path") or ""] + list(r.get("paths") or [])):
+        from alignrl.loops.reward_model import build_reward_init
+
+        rm = build_reward_init(tiny_model_dir, tmp_path / "rm", seed=0)
+        for r in rewards:
+            for p in [r.get("path") or ""] + list(r.get("paths") or []):
+                if p.startswith("runs/"):
+                    assert p.split("/")[1] in produced, f"{p}: no shipped recipe writes it"
+            r.update({"path": str(rm)} if r.get("path") else {"paths": [str(rm)] * len(r.get("paths") or [])})
+        overrides.append(f"rewards={json.dumps(rewards)}")
     assert isinstance(load_recipe(path, overrides), RunConfig)
 
 
