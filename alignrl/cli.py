@@ -77,6 +77,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if task is None:
         raise UserError(f"--task {args.task}: eval needs a verifiable task (tasks://NAME?...), not a data file")
     examples = load_examples(source, key="--task")[: args.n]
+    if args.best_of_n:
+        return _best_of_n(args, model_dir, source, examples)
     engine = make_engine(args.engine, model_dir, seed=args.seed)
     try:
         result = evaluate(
@@ -90,6 +92,73 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for key, value in result["metrics"].items():
         print(f"{key:>16}: {value:.4f}")
     out = Path(args.out) if args.out else model_dir / "eval.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def _reward_terms(specs: list[str], flag: str) -> tuple:
+    """``--reward`` values (a YAML mapping in the recipe's ``rewards:`` schema, or a YAML file holding a list of
+    them) -> (terms, names)."""
+    import yaml
+
+    from alignrl.config import RewardConfig
+    from alignrl.schema import build
+
+    raw: list = []
+    for spec in specs:
+        if Path(spec).is_file():
+            loaded = yaml.safe_load(Path(spec).read_text())
+            raw += loaded if isinstance(loaded, list) else [loaded]
+        else:
+            try:
+                raw.append(yaml.safe_load(spec))
+            except yaml.YAMLError as err:
+                raise UserError(f"{flag} {spec!r}: not YAML ({str(err).splitlines()[0]})") from None
+    terms = tuple(build(RewardConfig, r, f"{flag}[{i}]", {}) for i, r in enumerate(raw))
+    kinds = [t.kind for t in terms]
+    names = tuple(t.name or (t.kind if kinds.count(t.kind) == 1 else f"{t.kind}{kinds[:i].count(t.kind)}")
+                  for i, t in enumerate(terms))
+    return terms, names
+
+
+def _best_of_n(args: argparse.Namespace, model_dir: Path, source: str, examples: list) -> int:
+    import json
+
+    from alignrl.actors.cluster import ray_session
+    from alignrl.config import RewardConfig
+    from alignrl.evaluation import best_of_n
+    from alignrl.rewards.combine import RewardSet
+    from alignrl.rollout.factory import make_engine
+
+    try:
+        ns = sorted({int(n) for n in args.best_of_n.split(",")})
+    except ValueError:
+        raise UserError(f"--best-of-n {args.best_of_n!r}: give sample counts like 1,4,16,64") from None
+    if not ns or ns[0] < 1:
+        raise UserError(f"--best-of-n {args.best_of_n!r}: counts must be >= 1")
+    if not args.reward:
+        raise UserError("--best-of-n needs --reward (the proxy that picks the best sample), e.g. "
+                        "--reward '{kind: model, path: runs/reward-model-arithmetic/export}'")
+    proxy_terms, proxy_names = _reward_terms(args.reward, "--reward")
+    gold_terms, gold_names = _reward_terms(args.gold, "--gold") if args.gold else ((RewardConfig(),), ("verifier",))
+    with ray_session(num_cpus=os.cpu_count()):
+        proxy = RewardSet(proxy_terms, proxy_names, source, group_size=1)
+        gold = RewardSet(gold_terms, gold_names, source, group_size=1)
+        engine = make_engine(args.engine, model_dir, seed=args.seed)
+        try:
+            result = best_of_n(engine, [e.prompt for e in examples], [e.answer for e in examples],
+                               lambda p, c, a: proxy.score(p, c, a).rewards, lambda p, c, a: gold.score(p, c, a).rewards,
+                               ns=ns, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        finally:
+            engine.close()
+            proxy.shutdown()
+            gold.shutdown()
+    print(f"{'n':>5} {'KL':>8} {'proxy':>9} {'gold':>8}")
+    for p in result["points"]:
+        print(f"{p['n']:>5} {p['kl']:>8.3f} {p['proxy']:>9.4f} {p['gold']:>8.4f}")
+    result = {"model": str(model_dir), "task": source, "reward": args.reward, "gold": args.gold or "verifier", **result}
+    out = Path(args.out) if args.out else model_dir / "best_of_n.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
@@ -187,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=16, help="generation length limit (default: 16)")
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="generation engine (default: hf)")
     p.add_argument("--seed", type=int, default=0, help="seed for task sampling and generation (default: 0)")
+    p.add_argument("--best-of-n", metavar="N[,N...]",
+                   help="best-of-n under the --reward proxy, judged by --gold (writes MODEL/best_of_n.json)")
+    p.add_argument("--reward", action="append", metavar="YAML",
+                   help="a reward term in a recipe's rewards: syntax (YAML mapping or file); repeat to sum")
+    p.add_argument("--gold", action="append", metavar="YAML",
+                   help="the judging reward, same syntax (default: the task's verifier)")
     p.add_argument("--out", help="JSON file for the results (default: MODEL/eval.json)")
     p.set_defaults(func=_cmd_eval)
 

@@ -1,7 +1,9 @@
-"""Score a model on verifiable tasks: greedy accuracy, unbiased pass@k, mean completion length."""
+"""Score a model on verifiable tasks: greedy accuracy, unbiased pass@k, mean completion length; best-of-n under a
+proxy reward judged by a gold reward."""
 
 from __future__ import annotations
 
+import math
 from math import comb
 from typing import Callable
 
@@ -56,3 +58,38 @@ def evaluate(
         for p, t, a, r in list(zip(prompts, greedy_text, answers, correct))[:8]
     ]
     return {"metrics": metrics, "samples": samples}
+
+
+RewardFn = Callable[[list[str], list[str], list[str]], "object"]  # (prompts, completions, answers) -> (B,) tensor
+
+
+def bon_kl(n: int) -> float:
+    """KL(π_BoN ‖ π) = log n − (n − 1)/n, the analytic KL of best-of-n sampling (Stiennon et al. 2020; Gao et al.)."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n(engine: GenerationEngine, prompts: list[str], answers: list[str], proxy: RewardFn, gold: RewardFn, *,
+              ns: list[int], temperature: float = 1.0, max_new_tokens: int = 16, seed: int = 0) -> dict:
+    """Best-of-n under a proxy reward, judged by a gold reward, for every n in ``ns``.
+
+    Draws max(ns) samples per prompt once; best-of-n takes the first n of them and keeps the one with the highest
+    proxy score (the first on ties). Per n: the mean proxy and gold reward of the kept samples, and the analytic
+    KL log n − (n−1)/n. Gao et al. (arXiv:2210.10760) and Coste et al. (arXiv:2310.02743) plot gold against √KL.
+    Returns {"points": [{n, kl, proxy, gold}], "samples_per_prompt": max(ns)}.
+    """
+    import torch
+
+    top = max(ns)
+    sampled = engine.generate(prompts, SamplingConfig(n=top, temperature=temperature, max_new_tokens=max_new_tokens,
+                                                      seed=seed))
+    flat_prompts = [p for p in prompts for _ in range(top)]
+    flat = [c.text for group in sampled for c in group]
+    flat_answers = [a for a in answers for _ in range(top)]
+    proxy_scores = torch.as_tensor(proxy(flat_prompts, flat, flat_answers), dtype=torch.float64).view(len(prompts), top)
+    gold_scores = torch.as_tensor(gold(flat_prompts, flat, flat_answers), dtype=torch.float64).view(len(prompts), top)
+    points = []
+    for n in sorted(set(ns)):
+        pick = proxy_scores[:, :n].argmax(1, keepdim=True)  # argmax returns the first maximum
+        points.append({"n": n, "kl": bon_kl(n), "proxy": float(proxy_scores.gather(1, pick).mean()),
+                       "gold": float(gold_scores.gather(1, pick).mean())})
+    return {"points": points, "samples_per_prompt": top}

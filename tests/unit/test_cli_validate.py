@@ -85,3 +85,13 @@ def test_help_exits_0_and_mentions_every_option(command: tuple[str, ...], capsys
         else:
             assert (action.metavar or action.dest) in text
         assert action.help and action.help in text, f"help of {action.dest} missing"
+
+
+def test_best_of_n_without_a_reward_is_a_clear_error(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["eval", str(tiny_model_dir), "--task", "arithmetic", "--n", "4", "--best-of-n", "1,4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alignrl: error: --best-of-n needs --reward") and "Traceback" not in err
+    assert main(["eval", str(tiny_model_dir), "--n", "4", "--best-of-n", "1,x", "--reward", "{kind: verifier}"]) == 2
+    assert "give sample counts like 1,4,16,64" in capsys.readouterr().err
+    assert main(["eval", str(tiny_model_dir), "--n", "4", "--best-of-n", "2", "--reward", "{kind: modle}"]) == 2
+    assert "--reward[0].kind" in capsys.readouterr().err
