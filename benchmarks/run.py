@@ -20,7 +20,7 @@ from benchmarks.common import RESULTS, set_threads, setup_env, write_result
 
 SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step", "losses": "benchmarks.losses",
             "rl": "benchmarks.rl", "kdrl": "benchmarks.kdrl_vs_baselines",
-            "warp": "benchmarks.warp_front"}
+            "warp": "benchmarks.warp_front", "overoptimization": "benchmarks.overoptimization"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
