@@ -484,6 +484,12 @@ def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
                 fail(key, origins, f"{source} gives preference pairs, which {cfg.algorithm.name} does not train on "
                      "(algorithm.name: bradley_terry does)")
         return
+    p = cfg.algorithm.params
+    if p.diversity > 0 and (cfg.learner.lora is None or p.members < 2):
+        fail("algorithm.diversity", origins, "the nuclear-norm diversity term acts on the LoRA members of one "
+             "backbone: set learner.lora and algorithm.members >= 2, or diversity: 0")
+    if cfg.learner.lora is not None and cfg.learner.zero_stage == 3:
+        fail("learner.lora", origins, "LoRA reward models need learner.zero_stage 0-2")
     for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
         if source and source.startswith(SCHEME):
             fail(key, origins, "a reward model trains on preference pairs: give prefs://TASK?... (synthetic pairs "

@@ -45,8 +45,11 @@ class LearnerWorker:
     def forward_values(self, shard: TokenBatch) -> torch.Tensor:
         return self.learner.forward_values(shard)
 
-    def forward_scores(self, shard: TokenBatch) -> torch.Tensor:
-        return self.learner.forward_scores(shard)
+    def forward_scores(self, shard: TokenBatch, member: int | None = None) -> torch.Tensor:
+        return self.learner.forward_scores(shard, member)
+
+    def member_state_dicts(self) -> list:
+        return self.learner.member_state_dicts() if self.learner.rank == 0 else []
 
     def anchor_states(self) -> dict:
         states = self.learner.anchor_states()  # every rank calls in: under ZeRO-3 this gathers
@@ -147,13 +150,17 @@ class LearnerGroup:
         size = len(batch) // n
         return torch.cat(self._call("forward_values", [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]))
 
-    def forward_scores(self, batch: TokenBatch) -> torch.Tensor:
-        """(B,) reward-model scores, the batch split over the ranks (B must be a multiple of the workers)."""
+    def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """A LoRA reward ensemble's members as HF state dicts (rank 0's)."""
+        return self._call("member_state_dicts", [()] * len(self.workers))[0]
+
+    def forward_scores(self, batch: TokenBatch, member: int | None = None) -> torch.Tensor:
+        """(B,) reward-model scores (of LoRA-ensemble member ``member``), the batch split over the ranks."""
         n, rows = len(self.workers), len(batch)
         size = -(-rows // n)
         if size * n != rows:  # repeat the last row so every rank gets an equal shard; the extra scores are dropped
             batch = _repeat_last(batch, size * n)
-        shards = [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]
+        shards = [(batch.slice(i * size, (i + 1) * size), member) for i in range(n)]
         return torch.cat(self._call("forward_scores", shards))[:rows]
 
     def anchor_states(self) -> dict:

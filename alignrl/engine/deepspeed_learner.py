@@ -40,6 +40,7 @@ class LearnerSettings:
     seed: int = 0
     lora: dict | None = None  # peft.LoraConfig keyword arguments (r, lora_alpha, lora_dropout, target_modules)
     model_kind: str = "causal_lm"  # "value": a per-token scalar head (the PPO critic); "reward": a sequence scalar head
+    members: int = 1  # reward + lora: this many LoRA members + heads on one frozen backbone (models/lora_ensemble.py)
 
     @property
     def accumulation_steps(self) -> int:
@@ -104,9 +105,14 @@ class DeepSpeedLearner:
             from transformers import AutoModelForSequenceClassification
 
             model = AutoModelForSequenceClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32)
+            if s.lora is not None:
+                from alignrl.models.lora_ensemble import LoraRewardEnsemble
+
+                model = LoraRewardEnsemble(model, s.members, s.lora["r"], s.lora["lora_alpha"],
+                                           tuple(s.lora["target_modules"]))
         else:
             model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
-        if s.lora is not None:
+        if s.lora is not None and s.model_kind != "reward":
             from peft import LoraConfig, get_peft_model
 
             model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **s.lora))
@@ -178,15 +184,23 @@ class DeepSpeedLearner:
         return torch.cat(out)
 
     @torch.no_grad()
-    def forward_scores(self, batch: TokenBatch) -> torch.Tensor:
-        """(B,) scalar scores of a reward model (its head read at each row's last non-pad token)."""
+    def forward_scores(self, batch: TokenBatch, member: int | None = None) -> torch.Tensor:
+        """(B,) scalar scores of a reward model (its head read at each row's last non-pad token); ``member``: which
+        member of a LoRA ensemble scores."""
         engine = self.engine
         engine.eval()
+        if member is not None:
+            engine.module.set_member(member)
         out = []
         for start in range(0, len(batch), self.settings.micro_batch_size):
             micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
             out.append(engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0].float().cpu())
         return torch.cat(out)
+
+    def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """A LoRA reward ensemble's members, each as a plain HF sequence-classifier state dict (CPU)."""
+        module = self.engine.module
+        return [module.member_state_dict(k) for k in range(module.members)]
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """Full (un-sharded) CPU weights under HF names, on every rank (ZeRO-3 shards are gathered).
@@ -196,6 +210,8 @@ class DeepSpeedLearner:
         import deepspeed
 
         module = self.engine.module
+        if self.settings.model_kind == "reward" and self.settings.lora is not None:
+            raise ValueError("a LoRA reward model keeps its members apart: use member_state_dicts")
         if self.settings.lora is not None:
             return merged_lora_state_dict(module)
         if self.settings.zero_stage == 3:

@@ -36,7 +36,7 @@ from alignrl.loops.common import (
     seed_everything,
     write_json,
 )
-from alignrl.objectives.reward_model import BradleyTerryParams, bradley_terry_loss
+from alignrl.objectives.reward_model import BradleyTerryParams, bradley_terry_loss, lora_nuclear_diversity
 from alignrl.tracking import Tracker, plot_metrics
 from alignrl.types import LossOut, TokenBatch
 
@@ -103,19 +103,62 @@ def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
 
 
 def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, params: BradleyTerryParams,
-                   chunk: int = 256) -> dict[str, float]:
-    """Held-out pairwise accuracy, mean margin and Bradley-Terry loss of the group's current reward model."""
-    scores = torch.cat([group.forward_scores(collate_pairs(pairs[i:i + chunk], pad_id))
+                   chunk: int = 256, member: int | None = None) -> dict[str, float]:
+    """Held-out pairwise accuracy, mean margin and Bradley-Terry loss of the group's current reward model (or of
+    LoRA-ensemble member ``member``)."""
+    scores = torch.cat([group.forward_scores(collate_pairs(pairs[i:i + chunk], pad_id), member)
                         for i in range(0, len(pairs), chunk)])
     out = bradley_terry_loss(scores[0::2], scores[1::2], params)
     return {"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}, "n": float(len(pairs))}
 
 
+def bt_ensemble_micro_loss(model, micro: TokenBatch, params: BradleyTerryParams) -> LossOut:
+    """A LoRA reward ensemble's step: Σ_k Bradley-Terry loss of member k − λ_div · Σ_layers ‖[Â_1; …; Â_K]‖_*
+    (UP-RLHF, arXiv:2401.00243; objectives/reward_model.py)."""
+    module = model.module if hasattr(model, "module") else model
+    total, metrics = 0.0, {}
+    for k in range(module.members):
+        module.set_member(k)
+        scores = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0].float()
+        out = bradley_terry_loss(scores[0::2], scores[1::2], params)
+        total = total + out.loss
+        metrics[f"member{k}/accuracy"] = out.metrics["accuracy"]
+        metrics[f"member{k}/margin"] = out.metrics["margin"]
+    diversity = sum(lora_nuclear_diversity(group) for group in module.lora_a_groups())
+    metrics["nuclear_norm"] = diversity.detach()
+    metrics["accuracy"] = sum(metrics[f"member{k}/accuracy"] for k in range(module.members)) / module.members
+    return LossOut(total - params.diversity * diversity, metrics)
+
+
+def _save_members(group: LearnerGroup, rm_dir: Path, run_dir: Path, step: int) -> Path:
+    """``checkpoints/step_N/{deepspeed, member<k>/ (HF sequence classifiers), trainer_state.json}``, atomically."""
+    from alignrl.models.export import save_hf_folder
+
+    final = run_dir / "checkpoints" / f"step_{step:06d}"
+    with atomic_dir(final, overwrite=True) as tmp:
+        group.save_engine_state(str(tmp / "deepspeed"), tag=f"step_{step}")
+        for k, state in enumerate(group.member_state_dicts()):
+            save_hf_folder(state, rm_dir, tmp / f"member{k}")
+        write_json(tmp / "trainer_state.json", {"step": step})
+    return final
+
+
+def export_folder(source: Path, out_dir: Path) -> Path:
+    """Copy an HF folder to ``out_dir`` atomically."""
+    import shutil
+
+    with atomic_dir(out_dir, overwrite=True) as tmp:
+        for f in source.iterdir():
+            shutil.copy2(f, tmp / f.name)
+    return out_dir
+
+
 def run_reward_model(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Train a Bradley-Terry reward model from a recipe (``members`` > 1: that many, seeds s..s+K−1, each in
-    ``runs/NAME/member<k>/``); returns the final held-out metrics (with K members: each one's and their mean)."""
+    """Train a Bradley-Terry reward model from a recipe (``members`` K > 1: an ensemble in ``runs/NAME/member<k>/``,
+    K LoRA members on one backbone with ``learner.lora``, else K full models with seeds s..s+K−1); returns the
+    final held-out metrics (with K members: each one's and their mean)."""
     members = cfg.algorithm.params.members
-    if members == 1:
+    if members == 1 or cfg.learner.lora is not None:
         return _train_one(cfg, overwrite=overwrite, show_progress=show_progress)
     run_dir = create_run_dir(cfg, overwrite=overwrite)
     results = {}
@@ -148,18 +191,25 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
     train_tok = tokenize_pairs(tokenizer, train_pairs, cfg.train.max_length, "data.train")
     eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "data.eval")
     batches = _batches(train_tok, cfg.train.batch_size, pad, cfg.seed)
+    params: BradleyTerryParams = cfg.algorithm.params
+    lora_members = params.members if cfg.learner.lora is not None else 0  # 0: a full model, no LoRA
     settings = learner_settings(cfg, rm_dir)
     settings = dataclasses.replace(settings, batch_size=2 * settings.batch_size,
-                                   micro_batch_size=2 * settings.micro_batch_size, model_kind="reward")
-    params: BradleyTerryParams = cfg.algorithm.params
-    loss_fn = functools.partial(bt_micro_loss, params=params)
+                                   micro_batch_size=2 * settings.micro_batch_size, model_kind="reward",
+                                   members=lora_members)
+    loss_fn = functools.partial(bt_ensemble_micro_loss if lora_members else bt_micro_loss, params=params)
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker)
 
         def evaluate_now(step: int) -> dict:
-            result = evaluate_pairs(group, eval_tok, pad, params)
+            if lora_members <= 1:
+                result = evaluate_pairs(group, eval_tok, pad, params, member=0 if lora_members else None)
+            else:  # each member, then their mean
+                per = [evaluate_pairs(group, eval_tok, pad, params, member=k) for k in range(lora_members)]
+                result = {key: sum(r[key] for r in per) / lora_members for key in per[0]}
+                result |= {f"member{k}/{key}": r[key] for k, r in enumerate(per) for key in ("accuracy", "margin")}
             tracker.log(step, {f"eval/{k}": v for k, v in result.items()} | {"accuracy": result["accuracy"]},
                         advance=False)
             return result
@@ -175,9 +225,16 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
                 last = step == cfg.train.steps
                 if eval_tok and (last or every(step, cfg.train.eval_every)):
                     final = evaluate_now(step)
-                if last or every(step, cfg.train.checkpoint_every):
+                if lora_members and (last or every(step, cfg.train.checkpoint_every)):
+                    _save_members(group, rm_dir, run_dir, step)
+                elif last or every(step, cfg.train.checkpoint_every):
                     save_checkpoint(group, group.full_state_dict(), rm_dir, run_dir, step)
-            if cfg.export.enabled:
+            if cfg.export.enabled and lora_members:
+                latest = max((run_dir / "checkpoints").glob("step_*"))
+                for k in range(lora_members):  # one LoRA model: runs/NAME/export, like a full one
+                    export_folder(latest / f"member{k}",
+                                  run_dir / (f"member{k}/export" if lora_members > 1 else "export"))
+            elif cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
             tracker.close()

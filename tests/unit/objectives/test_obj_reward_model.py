@@ -38,12 +38,13 @@ def test_gradient_is_sigmoid_of_minus_the_difference():
     torch.testing.assert_close(rejected.grad, -expected)
 
 
-def test_nuclear_norm_of_stacked_lora_matrices():
+def test_nuclear_norm_of_stacked_normalized_lora_matrices():
     a1 = torch.tensor([[3.0, 0.0, 0.0]])
-    assert float(lora_nuclear_diversity([a1, a1.clone()])) == pytest.approx(3.0 * math.sqrt(2))  # rank 1
-    a2 = torch.tensor([[0.0, 3.0, 0.0]])
-    assert float(lora_nuclear_diversity([a1, a2])) == pytest.approx(6.0)  # orthogonal rows: 3 + 3
-    # same Frobenius norm, more spread directions -> larger nuclear norm: the term rewards diversity
-    assert lora_nuclear_diversity([a1, a2]) > lora_nuclear_diversity([a1, a1])
+    assert float(lora_nuclear_diversity([a1, a1.clone()])) == pytest.approx(math.sqrt(2))  # same direction: √K
+    a2 = torch.tensor([[0.0, 5.0, 0.0]])
+    assert float(lora_nuclear_diversity([a1, a2])) == pytest.approx(2.0)  # orthogonal: K
+    # scale-free: inflating a member changes nothing, turning it does
+    assert float(lora_nuclear_diversity([10 * a1, a1])) == pytest.approx(math.sqrt(2))
+    assert lora_nuclear_diversity([a1, a2]) > lora_nuclear_diversity([a1, a1 + 0.1 * a2])
     with pytest.raises(ValueError):
         lora_nuclear_diversity([])
