@@ -46,9 +46,11 @@ def slerp_task_vectors(states: list[dict[str, torch.Tensor]], init: dict[str, to
 
 
 @torch.no_grad()
-def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, data, seed: int) -> dict[str, float]:
+def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, data, seed: int,
+                         samples: int | None = None) -> dict[str, float]:
     """Mean reward (the training reward of ``data.train``'s URI, graded when it says so) and KL(π ‖ π_sft) on
-    ``warp.eval_samples`` sampled completions per held-out prompt, and greedy (exact) accuracy, all with the recipe's sampling settings (HF engine in this process); ``sft`` is the loaded SFT
+    ``samples`` (default ``warp.eval_samples``, else 2) sampled completions per held-out prompt, and greedy (exact)
+    accuracy, all with the recipe's sampling settings (HF engine in this process); ``sft`` is the loaded SFT
     reference (``load_causal_lm``, eval mode), loaded once by the caller."""
     from alignrl.loops.common import run_eval
     from alignrl.loops.online_rl import build_batch
@@ -59,7 +61,7 @@ def evaluate_interpolant(model_dir: Path, sft: torch.nn.Module, cfg: RunConfig, 
 
     engine = HFEngine(model_dir)
     prompts = [x.prompt for x in data.eval]
-    n = cfg.warp.eval_samples
+    n = samples or (cfg.warp.eval_samples if cfg.warp is not None else 2)
     sampled = engine.generate(prompts, SamplingConfig(n=n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                                       max_new_tokens=cfg.rollout.max_new_tokens, seed=seed,
                                                       logprobs=True))
