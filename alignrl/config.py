@@ -477,12 +477,31 @@ def _check_rewards(cfg: RunConfig, origins: Origins) -> None:
                 fail(f"rewards[{i}].function", origins, f"{file} does not exist (write path/to/file.py:function_name)")
 
 
+def _check_preference(cfg: RunConfig, origins: Origins) -> None:
+    from alignrl.objectives.preference_job import OFFLINE
+
+    p = cfg.algorithm.params
+    for i, name in enumerate([p.loss.name] + [e.loss.name for e in p.extra_losses]):
+        if name not in OFFLINE:
+            key = "algorithm.loss" if i == 0 else f"algorithm.extra_losses[{i - 1}].loss"
+            fail(key, origins, f"{name} needs inputs an offline preference job does not have (a previous iterate, a "
+                 f"teacher, rewards or K samples per prompt); offline losses: {', '.join(OFFLINE)}")
+    if cfg.data.train.startswith(SCHEME):
+        fail("data.train", origins, "a preference job trains on pairs: give prefs://TASK?... or a .jsonl/.parquet "
+             "file with prompt/chosen/rejected")
+    if cfg.data.eval and not cfg.data.eval.startswith(SCHEME):
+        fail("data.eval", origins, "preference jobs evaluate greedy accuracy on a verifiable task: give tasks://NAME?...")
+
+
 def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
+    if cfg.algorithm.name == "preference":
+        _check_preference(cfg, origins)
+        return
     if cfg.algorithm.name != "bradley_terry":
         for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
             if source and source.startswith("prefs://"):
                 fail(key, origins, f"{source} gives preference pairs, which {cfg.algorithm.name} does not train on "
-                     "(algorithm.name: bradley_terry does)")
+                     "(algorithm.name: bradley_terry or preference do)")
         return
     p = cfg.algorithm.params
     if p.diversity > 0 and (cfg.learner.lora is None or p.members < 2):

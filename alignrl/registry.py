@@ -76,3 +76,11 @@ ALL_REGISTRIES = (
     DIVERGENCES, ADVANTAGES, POLICY_LOSSES, PREFERENCE_LOSSES, DISTILL_LOSSES, TRAIN_LOSSES, ANCHORS, MERGES,
     REWARD_AGGREGATIONS,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A registered component chosen by name, with its typed parameters (built from a recipe by schema.py)."""
+
+    name: str
+    params: Any  # the entry's frozen Params dataclass instance, or None

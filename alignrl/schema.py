@@ -13,19 +13,11 @@ import difflib
 import re
 import types
 import typing
-from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from alignrl.errors import UserError
+from alignrl.registry import Component  # noqa: F401  (re-exported: recipes' components are built here)
 from alignrl.yaml_loader import Origins
-
-
-@dataclass(frozen=True, slots=True)
-class Component:
-    """A registered component chosen by name, with its typed parameters."""
-
-    name: str
-    params: Any  # the entry's frozen Params dataclass instance, or None
 
 
 def _where(path: str, origins: Origins) -> str:

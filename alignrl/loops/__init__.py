@@ -16,6 +16,10 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
         from alignrl.loops.sft import run_sft
 
         return run_sft(cfg, overwrite=overwrite, show_progress=show_progress)
+    if name == "preference":
+        from alignrl.loops.preference import run_preference
+
+        return run_preference(cfg, overwrite=overwrite, show_progress=show_progress)
     if name == "bradley_terry":
         from alignrl.loops.reward_model import run_reward_model
 
@@ -30,4 +34,4 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
         from alignrl.loops.online_rl import run_online_rl
 
         return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume)
-    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft, bradley_terry and online RL)")
+    raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft, preference, bradley_terry and online RL)")

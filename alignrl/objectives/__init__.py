@@ -22,3 +22,4 @@ from alignrl.objectives import distillm2  # noqa: F401
 from alignrl.objectives import gkd  # noqa: F401
 from alignrl.objectives import online_rl  # noqa: F401  (TRAIN_LOSSES grpo, dr_grpo, dapo, gspo, rloo, reinforce_pp; anchor_term.py helper)
 from alignrl.objectives import reward_model  # noqa: F401  (TRAIN_LOSSES bradley_terry; lora_nuclear_diversity helper)
+from alignrl.objectives import preference_job  # noqa: F401  (TRAIN_LOSSES preference: DPO-family jobs)

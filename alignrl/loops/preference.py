@@ -1,0 +1,164 @@
+"""Offline preference optimization (the DPO family) on the DeepSpeed learner group, with the reference hosted
+beside the policy on each learner rank (``engine/moving_anchors``; sharded under ZeRO-3).
+
+Each step takes ``train.batch_size`` pairs, chosen and rejected rows interleaved so no micro-batch splits a
+pair. The learner adds the reference's per-token log-probs (and, for TDPO, its logits) to every micro-batch;
+``preference_micro_loss`` sums both over the response tokens and applies ``objectives.preference_job``. After
+each optimizer step the reference follows its rule: frozen (never moves), ema, or tr_dpo (soft sync every τ
+steps). Held-out greedy accuracy on ``data.eval`` (a tasks:// URI) uses the same evaluation engine as SFT.
+Losses that need inputs an offline job does not have (a previous iterate, a teacher, rewards, K samples) are
+refused at recipe load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+
+import torch
+
+from alignrl.actors.cluster import ray_session
+from alignrl.actors.learner import LearnerGroup
+from alignrl.config import RunConfig
+from alignrl.data.sources import load_examples, load_preference_examples, task_of
+from alignrl.engine.moving_anchors import MovingAnchorSpec
+from alignrl.errors import UserError
+from alignrl.loops.common import (
+    RunData,
+    check_finite,
+    create_run_dir,
+    every,
+    learner_settings,
+    prepare_policy,
+    run_eval,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
+from alignrl.loops.reward_model import Pair, collate_pairs, tokenize_pairs
+from alignrl.objectives.preference_base import PreferenceInputs
+from alignrl.objectives.preference_job import TOKEN_LEVEL, PreferenceJobParams, preference_job_loss
+from alignrl.ops import token_logprobs
+from alignrl.tracking import Tracker, plot_metrics
+from alignrl.types import LossOut, RolloutBatch
+
+REF = "ref"
+
+
+def loss_names(p: PreferenceJobParams) -> list[str]:
+    return [p.loss.name] + [e.loss.name for e in p.extra_losses]
+
+
+def reference_spec(p: PreferenceJobParams) -> MovingAnchorSpec:
+    """The reference as a learner-hosted anchor: frozen = an EMA with decay 1 (a copy that never moves)."""
+    from alignrl.anchors.ema import EMAParams
+    from alignrl.anchors.tr_dpo import TRDPOParams
+
+    full = any(n in TOKEN_LEVEL for n in loss_names(p))
+    if p.reference == "tr_dpo":
+        return MovingAnchorSpec(REF, "tr_dpo", TRDPOParams(alpha=p.ref_alpha, sync_steps=p.ref_sync_steps), full)
+    return MovingAnchorSpec(REF, "ema", EMAParams(decay=1.0 if p.reference == "frozen" else p.ref_decay), full)
+
+
+def preference_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParams) -> LossOut:
+    """Sequence sums of log π_θ and log π_ref over each response, per pair (even rows chosen, odd rejected)."""
+    t = micro.tokens
+    logits = model(input_ids=t.input_ids, attention_mask=t.attention_mask).logits
+    mask = t.loss_mask
+    logp = token_logprobs(logits, t.input_ids).float() * mask
+    ref_logits = micro.rows.get(f"anchor_logits/{REF}")  # TDPO: the learner sends the reference's logits instead
+    ref = token_logprobs(ref_logits, t.input_ids) if ref_logits is not None else micro.rows[f"anchor_logp/{REF}"]
+    ref = ref.float() * mask
+    sums, ref_sums, lens = logp.sum(1), ref.sum(1), mask.sum(1).float()
+    token = {}
+    if ref_logits is not None:  # KL(π_ref ‖ π_θ) of the distribution each response token was drawn from
+        from alignrl.objectives.tdpo import token_kl
+
+        kl = token_kl(logits[:, :-1].float(), ref_logits[:, :-1].float().detach())
+        kl = torch.nn.functional.pad(kl, (1, 0))
+        token = {"kl_chosen": kl[0::2], "mask_chosen": mask[0::2], "kl_rejected": kl[1::2], "mask_rejected": mask[1::2]}
+    x = PreferenceInputs(logp_chosen=sums[0::2], logp_rejected=sums[1::2], logp_ref_chosen=ref_sums[0::2],
+                         logp_ref_rejected=ref_sums[1::2], len_chosen=lens[0::2], len_rejected=lens[1::2], **token)
+    nll = (-sums[0::2] / lens[0::2]).mean()
+    out = preference_job_loss(x, params, nll)
+    metrics = {**out.metrics, "logp_chosen": sums[0::2].mean().detach(), "logp_rejected": sums[1::2].mean().detach(),
+               "kl_ref": (sums - ref_sums).mean().detach()}
+    return LossOut(out.loss, metrics)
+
+
+def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
+    rng = random.Random(seed)
+    order = list(range(len(pairs)))
+    while True:
+        rng.shuffle(order)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield RolloutBatch(collate_pairs([pairs[i] for i in order[start:start + batch_size]], pad_id))
+
+
+def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Run an offline preference recipe end to end; returns the final held-out metrics (empty without
+    verifiable eval data)."""
+    from alignrl.export import export_run
+    from alignrl.loops.sft import _eval_engine
+    from alignrl.models.loading import load_tokenizer
+
+    seed_everything(cfg.seed)
+    p: PreferenceJobParams = cfg.algorithm.params
+    pairs = load_preference_examples(cfg.data.train, key="data.train")
+    if len(pairs) < cfg.train.batch_size:
+        raise UserError(f"data.train: {len(pairs)} pairs, fewer than train.batch_size={cfg.train.batch_size}")
+    evals = load_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
+    data = RunData([], evals, task_of(cfg.data.eval) if cfg.data.eval else None)
+    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    model_dir = prepare_policy(cfg, run_dir)
+    tokenizer = load_tokenizer(model_dir)
+    batches = _batches(tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train"), cfg.train.batch_size,
+                       tokenizer.pad_token_id, cfg.seed)
+    settings = learner_settings(cfg, model_dir)
+    settings = dataclasses.replace(settings, batch_size=2 * settings.batch_size,
+                                   micro_batch_size=2 * settings.micro_batch_size)
+    loss_fn = functools.partial(preference_micro_loss, params=p)
+    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    final: dict = {}
+    with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker, moving_anchors=[reference_spec(p)])
+        engine = _eval_engine(cfg, model_dir) if data.eval and data.task else None
+
+        def evaluate_now(step: int, state: dict) -> dict:
+            engine.load_weights(list(state.items()))
+            result = run_eval(engine, data, cfg) or {}
+            if result:
+                tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
+                            | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
+            return result
+
+        try:
+            if engine is not None and cfg.train.eval_every:
+                evaluate_now(0, group.full_state_dict())
+            for step in range(1, cfg.train.steps + 1):
+                metrics = group.train_step(next(batches), loss_fn)
+                check_finite(step, metrics)
+                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                    tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+                last = step == cfg.train.steps
+                do_eval = engine is not None and (last or every(step, cfg.train.eval_every))
+                do_checkpoint = last or every(step, cfg.train.checkpoint_every)
+                state = group.full_state_dict() if do_eval or do_checkpoint else None
+                if do_eval:
+                    final = evaluate_now(step, state)
+                if do_checkpoint:
+                    save_checkpoint(group, state, model_dir, run_dir, step, anchors=group.anchor_states())
+            if cfg.export.enabled:
+                export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
+        finally:
+            tracker.close()
+            if engine is not None:
+                engine.close()
+            group.shutdown()
+    if final:
+        write_json(run_dir / "eval.json", final)
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
+                 ("train/loss", "eval/accuracy", "train/reward_accuracy", "train/reward_margin"))
+    return final.get("metrics", {})
+
