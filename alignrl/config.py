@@ -457,7 +457,7 @@ class RunConfig:
 def _check_rewards(cfg: RunConfig, origins: Origins) -> None:
     import json
 
-    if cfg.rewards and not cfg.is_online_rl:
+    if cfg.rewards and not cfg.is_online_rl and cfg.algorithm.name != "preference":
         fail("rewards", origins, f"reward terms apply to online RL algorithms ({', '.join(ONLINE_RL)}), not "
              f"{cfg.algorithm.name}")
     for i, r in enumerate(cfg.rewards):
@@ -486,9 +486,14 @@ def _check_preference(cfg: RunConfig, origins: Origins) -> None:
             key = "algorithm.loss" if i == 0 else f"algorithm.extra_losses[{i - 1}].loss"
             fail(key, origins, f"{name} needs inputs an offline preference job does not have (a previous iterate, a "
                  f"teacher, rewards or K samples per prompt); offline losses: {', '.join(OFFLINE)}")
-    if cfg.data.train.startswith(SCHEME):
+    if p.online and not cfg.data.train.startswith(SCHEME):
+        fail("data.train", origins, "online preference rounds sample answers to a task's prompts and score them: give "
+             "tasks://NAME?...")
+    if not p.online and cfg.data.train.startswith(SCHEME):
         fail("data.train", origins, "a preference job trains on pairs: give prefs://TASK?... or a .jsonl/.parquet "
-             "file with prompt/chosen/rejected")
+             "file with prompt/chosen/rejected (or set algorithm.online: true to sample pairs from the policy)")
+    if cfg.rewards and not p.online:
+        fail("rewards", origins, "reward terms rank sampled answers: they apply with algorithm.online: true")
     if cfg.data.eval and not cfg.data.eval.startswith(SCHEME):
         fail("data.eval", origins, "preference jobs evaluate greedy accuracy on a verifiable task: give tasks://NAME?...")
 

@@ -8,6 +8,12 @@ each optimizer step the reference follows its rule: frozen (never moves), ema, o
 steps). Held-out greedy accuracy on ``data.eval`` (a tasks:// URI) uses the same evaluation engine as SFT.
 Losses that need inputs an offline job does not have (a previous iterate, a teacher, rewards, K samples) are
 refused at recipe load.
+
+Iterative / online DPO (``online: true``, DNO / INPO style): each of ``rounds`` rounds samples K answers per
+prompt with the rollout workers (holding the policy as the round began), scores them with the recipe's
+``rewards`` (verifier, reward models, ensembles), pairs each prompt's best and worst answer when their rewards
+differ by more than ``pair_margin``, and trains train.steps steps on those pairs; ``reference: previous_round``
+makes the round's start the reference.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 from alignrl.actors.cluster import ray_session
 from alignrl.actors.learner import LearnerGroup
 from alignrl.config import RunConfig
-from alignrl.data.sources import load_examples, load_preference_examples, task_of
+from alignrl.data.sources import PreferenceExample, load_examples, load_preference_examples, task_of
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
 from alignrl.loops.common import (
@@ -50,14 +56,17 @@ def loss_names(p: PreferenceJobParams) -> list[str]:
     return [p.loss.name] + [e.loss.name for e in p.extra_losses]
 
 
-def reference_spec(p: PreferenceJobParams) -> MovingAnchorSpec:
-    """The reference as a learner-hosted anchor: frozen = an EMA with decay 1 (a copy that never moves)."""
+def reference_spec(p: PreferenceJobParams, steps_per_round: int = 1) -> MovingAnchorSpec:
+    """The reference as a learner-hosted anchor: frozen = an EMA with decay 1 (a copy that never moves);
+    previous_round = TR-DPO's hard sync (α = 1) every ``steps_per_round`` steps."""
     from alignrl.anchors.ema import EMAParams
     from alignrl.anchors.tr_dpo import TRDPOParams
 
     full = any(n in TOKEN_LEVEL for n in loss_names(p))
     if p.reference == "tr_dpo":
         return MovingAnchorSpec(REF, "tr_dpo", TRDPOParams(alpha=p.ref_alpha, sync_steps=p.ref_sync_steps), full)
+    if p.reference == "previous_round":
+        return MovingAnchorSpec(REF, "tr_dpo", TRDPOParams(alpha=1.0, sync_steps=steps_per_round), full)
     return MovingAnchorSpec(REF, "ema", EMAParams(decay=1.0 if p.reference == "frozen" else p.ref_decay), full)
 
 
@@ -87,8 +96,24 @@ def preference_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParam
     return LossOut(out.loss, metrics)
 
 
+def best_worst_pairs(prompts: list[str], completions: list[str], rewards: torch.Tensor, k: int,
+                     margin: float) -> list[PreferenceExample]:
+    """Per prompt (k consecutive samples): its highest- and lowest-rewarded answers as (chosen, rejected), kept
+    when their rewards differ by more than ``margin`` (the first sample wins ties; DNO/INPO-style pairing)."""
+    out = []
+    grouped = rewards.view(-1, k)
+    for i, row in enumerate(grouped):
+        best, worst = int(row.argmax()), int(row.argmin())
+        if float(row[best] - row[worst]) > margin:
+            out.append(PreferenceExample(prompt=prompts[i * k], chosen=completions[i * k + best],
+                                         rejected=completions[i * k + worst]))
+    return out
+
+
 def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
     rng = random.Random(seed)
+    if len(pairs) < batch_size:  # a round that kept few pairs: repeat them to fill a batch
+        pairs = pairs * -(-batch_size // len(pairs))
     order = list(range(len(pairs)))
     while True:
         rng.shuffle(order)
@@ -97,68 +122,138 @@ def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
 
 
 def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Run an offline preference recipe end to end; returns the final held-out metrics (empty without
-    verifiable eval data)."""
+    """Run a preference recipe end to end (offline pairs, or ``online`` rounds of sampled pairs); returns the final
+    held-out metrics (empty without verifiable eval data)."""
     from alignrl.export import export_run
-    from alignrl.loops.sft import _eval_engine
     from alignrl.models.loading import load_tokenizer
 
     seed_everything(cfg.seed)
     p: PreferenceJobParams = cfg.algorithm.params
-    pairs = load_preference_examples(cfg.data.train, key="data.train")
-    if len(pairs) < cfg.train.batch_size:
-        raise UserError(f"data.train: {len(pairs)} pairs, fewer than train.batch_size={cfg.train.batch_size}")
+    steps, rounds = cfg.train.steps, p.rounds
+    if p.online:
+        prompts = load_examples(cfg.data.train, key="data.train")
+        if len(prompts) < p.prompts_per_round:
+            raise UserError(f"data.train: {len(prompts)} prompts, fewer than algorithm.prompts_per_round="
+                            f"{p.prompts_per_round}")
+        pairs = []
+    else:
+        prompts = []
+        pairs = load_preference_examples(cfg.data.train, key="data.train")
+        if len(pairs) < cfg.train.batch_size:
+            raise UserError(f"data.train: {len(pairs)} pairs, fewer than train.batch_size={cfg.train.batch_size}")
     evals = load_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
-    data = RunData([], evals, task_of(cfg.data.eval) if cfg.data.eval else None)
+    data = RunData(prompts, evals, task_of(cfg.data.eval) if cfg.data.eval else None)
     run_dir = create_run_dir(cfg, overwrite=overwrite)
     model_dir = prepare_policy(cfg, run_dir)
     tokenizer = load_tokenizer(model_dir)
-    batches = _batches(tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train"), cfg.train.batch_size,
-                       tokenizer.pad_token_id, cfg.seed)
     settings = learner_settings(cfg, model_dir)
     settings = dataclasses.replace(settings, batch_size=2 * settings.batch_size,
-                                   micro_batch_size=2 * settings.micro_batch_size)
+                                   micro_batch_size=2 * settings.micro_batch_size, total_steps=rounds * steps)
     loss_fn = functools.partial(preference_micro_loss, params=p)
-    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
-        group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker, moving_anchors=[reference_spec(p)])
-        engine = _eval_engine(cfg, model_dir) if data.eval and data.task else None
-
-        def evaluate_now(step: int, state: dict) -> dict:
-            engine.load_weights(list(state.items()))
-            result = run_eval(engine, data, cfg) or {}
-            if result:
-                tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
-                            | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
-            return result
-
+        group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker,
+                             moving_anchors=[reference_spec(p, steps)])
+        rollout = rewarder = engine = None
         try:
+            if p.online:
+                rollout, rewarder = _start_sampling(cfg, model_dir)
+                from alignrl.loops.online_rl import RemoteEngine
+
+                engine = RemoteEngine(rollout) if data.eval and data.task else None
+            elif data.eval and data.task:
+                from alignrl.loops.sft import _eval_engine
+
+                engine = _eval_engine(cfg, model_dir)
+
+            def evaluate_now(step: int, state: dict) -> dict:
+                if rollout is None:
+                    engine.load_weights(list(state.items()))
+                result = run_eval(engine, data, cfg) or {}
+                if result:
+                    tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
+                                | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
+                return result
+
             if engine is not None and cfg.train.eval_every:
-                evaluate_now(0, group.full_state_dict())
-            for step in range(1, cfg.train.steps + 1):
-                metrics = group.train_step(next(batches), loss_fn)
-                check_finite(step, metrics)
-                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                    tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
-                last = step == cfg.train.steps
-                do_eval = engine is not None and (last or every(step, cfg.train.eval_every))
-                do_checkpoint = last or every(step, cfg.train.checkpoint_every)
-                state = group.full_state_dict() if do_eval or do_checkpoint else None
-                if do_eval:
-                    final = evaluate_now(step, state)
-                if do_checkpoint:
-                    save_checkpoint(group, state, model_dir, run_dir, step, anchors=group.anchor_states())
+                final = evaluate_now(0, {} if rollout is not None else group.full_state_dict())
+            for r in range(rounds):
+                if p.online:
+                    pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
+                batches = _batches(tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train"),
+                                   cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r)
+                for step in range(r * steps + 1, (r + 1) * steps + 1):
+                    metrics = group.train_step(next(batches), loss_fn)
+                    check_finite(step, metrics)
+                    last = step == rounds * steps
+                    if step % cfg.train.log_every == 0 or last:
+                        tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+                    round_end = step == (r + 1) * steps
+                    do_eval = engine is not None and (last or every(step, cfg.train.eval_every) or (p.online and round_end))
+                    do_checkpoint = last or every(step, cfg.train.checkpoint_every)
+                    if rollout is not None and (do_eval or round_end):  # the next round samples from these weights
+                        rollout.load_buckets(group.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * 2**20)))
+                    state = group.full_state_dict() if do_checkpoint or (do_eval and rollout is None) else None
+                    if do_eval:
+                        final = evaluate_now(step, state)
+                    if do_checkpoint:
+                        save_checkpoint(group, state, model_dir, run_dir, step, anchors=group.anchor_states())
             if cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
             tracker.close()
-            if engine is not None:
+            if engine is not None and rollout is None:
                 engine.close()
+            if rewarder is not None:
+                rewarder.shutdown()
+            if rollout is not None:
+                rollout.shutdown()
             group.shutdown()
     if final:
         write_json(run_dir / "eval.json", final)
     plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
-                 ("train/loss", "eval/accuracy", "train/reward_accuracy", "train/reward_margin"))
+                 ("train/loss", "eval/accuracy", "train/reward_accuracy", "round/pairs"))
     return final.get("metrics", {})
 
+
+def _start_sampling(cfg: RunConfig, model_dir):
+    """The rollout workers and the reward terms of online rounds."""
+    from alignrl.actors.rollout import RolloutGroup
+    from alignrl.config import RewardConfig
+    from alignrl.rewards.combine import RewardSet
+
+    rc = cfg.rollout
+    rollout = RolloutGroup(rc.engine, str(model_dir), workers=rc.workers, seed=cfg.seed, cpus_per_worker=rc.cpus_per_worker,
+                           gpus_per_worker=rc.gpus_per_worker,
+                           engine_kw={"kv_cache_gib": rc.kv_cache_gib} if rc.engine == "vllm" else {})
+    try:
+        rewarder = RewardSet(cfg.rewards or (RewardConfig(),), cfg.reward_names or ("verifier",), cfg.data.train,
+                             cfg.algorithm.params.samples_per_prompt)
+    except BaseException:
+        rollout.shutdown()
+        raise
+    return rollout, rewarder
+
+
+def _sample_round(r: int, cfg: RunConfig, p: PreferenceJobParams, prompts, rollout, rewarder, tracker,
+                  step: int) -> list[PreferenceExample]:
+    """One round's pairs: K samples for prompts_per_round seeded prompts, scored, best vs worst per prompt."""
+    from alignrl.rollout.base import SamplingConfig
+
+    rng = random.Random(cfg.seed * 7_919 + r)
+    chosen = rng.sample(prompts, p.prompts_per_round)
+    k, rc = p.samples_per_prompt, cfg.rollout
+    groups = rollout.generate([x.prompt for x in chosen], SamplingConfig(
+        n=k, temperature=rc.temperature, top_p=rc.top_p, max_new_tokens=rc.max_new_tokens, seed=cfg.seed * 1_000_003 + r))
+    texts = [c.text for g in groups for c in g]
+    flat_prompts = [x.prompt for x in chosen for _ in range(k)]
+    scored = rewarder.score(flat_prompts, texts, [x.answer for x in chosen for _ in range(k)])
+    pairs = best_worst_pairs(flat_prompts, texts, scored.rewards, k, p.pair_margin)
+    tracker.log(step, {"round/index": float(r), "round/pairs": float(len(pairs)),
+                       "round/reward_mean": float(scored.rewards.mean()), "round/accuracy": float(scored.correct.mean()),
+                       **{k_.replace("train/", "round/"): v for k_, v in scored.metrics.items()}}, advance=False)
+    if not pairs:
+        raise UserError(f"round {r}: all {k} samples of every prompt got the same reward, so no pair was formed; raise "
+                        "algorithm.samples_per_prompt or rollout.temperature, or lower algorithm.pair_margin")
+    return pairs

@@ -39,16 +39,31 @@ class PreferenceJobParams:
     """More losses added with their weights (``loss`` has weight 1)."""
     nll_weight: float = 0.0
     """λ_nll ≥ 0: RPO's length-normalized NLL on the chosen responses (TRL's rpo_alpha)."""
-    reference: Literal["frozen", "ema", "tr_dpo"] = "frozen"
+    reference: Literal["frozen", "ema", "tr_dpo", "previous_round"] = "frozen"
     """frozen: the starting policy; ema: an EMA of the policy (``ref_decay``); tr_dpo: soft sync every
-    ``ref_sync_steps`` with weight ``ref_alpha`` (α = 1: hard copy)."""
+    ``ref_sync_steps`` with weight ``ref_alpha`` (α = 1: hard copy); previous_round: the policy as it was when
+    the current round began (iterative DPO, DNO/INPO)."""
     ref_decay: float = 0.99
     ref_alpha: float = 0.6
     ref_sync_steps: int = 64
+    rounds: int = 1
+    """Iterations of train.steps steps each; with ``online``, each round trains on pairs sampled from the policy
+    as it was when the round began."""
+    online: bool = False
+    """Iterative/online DPO: data.train holds prompts (a task); every round the rollout workers draw
+    ``samples_per_prompt`` answers for ``prompts_per_round`` prompts, the recipe's rewards score them, and each
+    prompt's best and worst answer form a pair when their rewards differ by more than ``pair_margin``."""
+    samples_per_prompt: int = 4
+    prompts_per_round: int = 512
+    pair_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.nll_weight < 0:
             raise ValueError(f"nll_weight must be >= 0, got {self.nll_weight}")
+        if self.rounds < 1 or self.samples_per_prompt < 2 or self.prompts_per_round < 1:
+            raise ValueError("rounds and prompts_per_round must be >= 1 and samples_per_prompt >= 2")
+        if self.pair_margin < 0:
+            raise ValueError(f"pair_margin must be >= 0, got {self.pair_margin}")
 
 
 def preference_params(c: Component):

@@ -47,3 +47,36 @@ def test_frozen_reference_stays_and_tr_dpo_hard_sync_copies_the_policy(tmp_path,
                           "{name: preference, loss: ipo, reference: tr_dpo, ref_alpha: 1.0, ref_sync_steps: 2}")
     assert all(torch.equal(ref[k], policy[k]) for k in policy if k in ref)
     assert any(not torch.equal(ref[k], init[k]) for k in init)
+
+
+def test_online_rounds_sample_score_pair_and_move_the_reference(tmp_path, tiny_model_dir):
+    recipe = tmp_path / "online.yaml"
+    recipe.write_text(f"""\
+name: online
+policy: {{path: {tiny_model_dir}}}
+algorithm: {{name: preference, loss: dpo, nll_weight: 0.5, reference: previous_round, rounds: 2, online: true,
+            samples_per_prompt: 4, prompts_per_round: 16}}
+rewards: [{{kind: verifier}}, {{kind: function, function: "{_length_reward(tmp_path)}:score", weight: 0.1}}]
+data: {{train: "tasks://arithmetic?digits=1&n=60&split=train", eval: "tasks://arithmetic?digits=1&n=8&split=test"}}
+rollout: {{engine: hf, max_new_tokens: 3, cpus_per_worker: 0.5}}
+learner: {{micro_batch_size: 8, lr: 1.0e-3, cpus_per_worker: 1}}
+train: {{steps: 2, batch_size: 8, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 2}}
+eval: {{n: 8, k: 0, max_new_tokens: 3}}
+""")
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 0
+    run = tmp_path / "online"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rounds = [r for r in rows if "round/pairs" in r]
+    assert [r["round/index"] for r in rounds] == [0.0, 1.0]
+    assert all(0 < r["round/pairs"] <= 16 and "round/reward/function" in r for r in rounds)
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, 4]  # each round ends with an evaluation
+    # the reference during round 2 is the policy as round 1 ended (step 2), and moves again at step 4
+    step2 = load_hf_weights(run / "checkpoints" / "step_000002" / "hf")
+    ref2 = load_file(str(run / "checkpoints" / "step_000002" / "anchors" / "ref.safetensors"))
+    assert all(torch.equal(ref2[k], step2[k]) for k in step2 if k in ref2)
+
+
+def _length_reward(tmp_path) -> str:
+    path = tmp_path / "length.py"
+    path.write_text("def score(prompts, completions, answers):\n    return [-len(c) for c in completions]\n")
+    return str(path)

@@ -77,3 +77,14 @@ def test_reference_rules():
     tr = reference_spec(PreferenceJobParams(reference="tr_dpo", ref_alpha=0.5, ref_sync_steps=8))
     assert (tr.rule, tr.params.alpha, tr.params.sync_steps, tr.full) == ("tr_dpo", 0.5, 8, False)
     assert reference_spec(PreferenceJobParams(loss=Component("tdpo2", None))).full
+
+
+def test_best_worst_pairs_per_prompt_with_a_margin():
+    from alignrl.loops.preference import best_worst_pairs
+
+    prompts = ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
+    texts = ["a0", "a1", "a2", "b0", "b1", "b2", "c0", "c1", "c2"]
+    rewards = torch.tensor([0.2, 1.0, 0.0, 0.5, 0.5, 0.5, 0.4, 0.6, 0.5])
+    pairs = best_worst_pairs(prompts, texts, rewards, 3, margin=0.0)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("a", "a1", "a2"), ("c", "c1", "c0")]  # b: all tied
+    assert [p.prompt for p in best_worst_pairs(prompts, texts, rewards, 3, margin=0.5)] == ["a"]
