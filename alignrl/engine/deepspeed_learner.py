@@ -197,6 +197,20 @@ class DeepSpeedLearner:
             out.append(engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0].float().cpu())
         return torch.cat(out)
 
+    @torch.no_grad()
+    def forward_logp_sums(self, batch: TokenBatch) -> torch.Tensor:
+        """(B,) Σ_t log π_θ(x_t | x_<t) over each row's loss-mask tokens, with the current weights (float32, CPU)."""
+        from alignrl.ops import token_logprobs
+
+        engine = self.engine
+        engine.eval()
+        out = []
+        for start in range(0, len(batch), self.settings.micro_batch_size):
+            micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
+            logits = engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
+            out.append((token_logprobs(logits, micro.input_ids).float() * micro.loss_mask).sum(1).cpu())
+        return torch.cat(out)
+
     def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """A LoRA reward ensemble's members, each as a plain HF sequence-classifier state dict (CPU)."""
         module = self.engine.module

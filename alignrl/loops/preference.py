@@ -77,9 +77,12 @@ def preference_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParam
     mask = t.loss_mask
     logp = token_logprobs(logits, t.input_ids).float() * mask
     ref_logits = micro.rows.get(f"anchor_logits/{REF}")  # TDPO: the learner sends the reference's logits instead
-    ref = token_logprobs(ref_logits, t.input_ids) if ref_logits is not None else micro.rows[f"anchor_logp/{REF}"]
-    ref = ref.float() * mask
-    sums, ref_sums, lens = logp.sum(1), ref.sum(1), mask.sum(1).float()
+    if "ref_logp_sum" in micro.rows:  # a frozen reference's sums, computed once before training
+        ref_sums = micro.rows["ref_logp_sum"].float()
+    else:
+        ref = token_logprobs(ref_logits, t.input_ids) if ref_logits is not None else micro.rows[f"anchor_logp/{REF}"]
+        ref_sums = (ref.float() * mask).sum(1)
+    sums, lens = logp.sum(1), mask.sum(1).float()
     token = {}
     if ref_logits is not None:  # KL(π_ref ‖ π_θ) of the distribution each response token was drawn from
         from alignrl.objectives.tdpo import token_kl
@@ -110,15 +113,35 @@ def best_worst_pairs(prompts: list[str], completions: list[str], rewards: torch.
     return out
 
 
-def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
+def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int, ref_sums: torch.Tensor | None = None):
+    """Endless seeded batches of pairs; ``ref_sums`` (2·len(pairs),): cached reference sums, interleaved like rows."""
     rng = random.Random(seed)
     if len(pairs) < batch_size:  # a round that kept few pairs: repeat them to fill a batch
-        pairs = pairs * -(-batch_size // len(pairs))
+        reps = -(-batch_size // len(pairs))
+        pairs = pairs * reps
+        ref_sums = ref_sums.repeat(reps) if ref_sums is not None else None
     order = list(range(len(pairs)))
     while True:
         rng.shuffle(order)
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield RolloutBatch(collate_pairs([pairs[i] for i in order[start:start + batch_size]], pad_id))
+            idx = order[start:start + batch_size]
+            rows = {}
+            if ref_sums is not None:
+                rows["ref_logp_sum"] = torch.stack([ref_sums[2 * i + j] for i in idx for j in (0, 1)])
+            yield RolloutBatch(collate_pairs([pairs[i] for i in idx], pad_id), rows)
+
+
+def cached_reference(p: PreferenceJobParams) -> bool:
+    """An offline job with a frozen reference and sequence-level losses needs only each response's log-prob sum
+    under the start: it is computed once and kept with the data (no reference copy in memory, no reference forward
+    per step; TRL's precompute_ref_log_probs)."""
+    return p.reference == "frozen" and not p.online and not any(n in TOKEN_LEVEL for n in loss_names(p))
+
+
+def reference_sums(group: LearnerGroup, pairs: list[Pair], pad_id: int, chunk: int = 256) -> torch.Tensor:
+    """(2·P,) log π_start sums of chosen_0, rejected_0, chosen_1, ... with the group's current (starting) weights."""
+    return torch.cat([group.forward_logp_sums(collate_pairs(pairs[i:i + chunk], pad_id))
+                      for i in range(0, len(pairs), chunk)])
 
 
 def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
@@ -153,8 +176,9 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
     tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
+        cached, cached_sums = cached_reference(p), None
         group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker,
-                             moving_anchors=[reference_spec(p, steps)])
+                             moving_anchors=None if cached else [reference_spec(p, steps)])
         rollout = rewarder = engine = None
         try:
             if p.online:
@@ -181,8 +205,10 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
             for r in range(rounds):
                 if p.online:
                     pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
-                batches = _batches(tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train"),
-                                   cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r)
+                tokenized = tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train")
+                if cached and cached_sums is None:  # before the first step: the policy still is the reference
+                    cached_sums = reference_sums(group, tokenized, tokenizer.pad_token_id)
+                batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums)
                 for step in range(r * steps + 1, (r + 1) * steps + 1):
                     metrics = group.train_step(next(batches), loss_fn)
                     check_finite(step, metrics)

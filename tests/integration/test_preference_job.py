@@ -1,5 +1,6 @@
-"""Offline preference jobs on the real stack (Ray + DeepSpeed, tiny model): the reference hosted beside the policy
-stays the start when frozen and follows TR-DPO's hard sync when asked, as the checkpointed reference shows."""
+"""Preference jobs on the real stack (Ray + DeepSpeed, tiny model): a frozen reference cached as sums takes the
+same steps as a hosted copy; TR-DPO's hard sync and iterative rounds move the hosted reference as the
+checkpoints show; online rounds sample, score and pair."""
 
 from __future__ import annotations
 
@@ -31,17 +32,23 @@ eval: {{n: 8, k: 0, max_new_tokens: 3}}
     run = tmp_path / name
     ckpt = run / "checkpoints" / "step_000004"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return load_file(str(ckpt / "anchors" / "ref.safetensors")), load_hf_weights(ckpt / "hf"), rows
+    anchor = ckpt / "anchors" / "ref.safetensors"
+    return load_file(str(anchor)) if anchor.is_file() else None, load_hf_weights(ckpt / "hf"), rows
 
 
-def test_frozen_reference_stays_and_tr_dpo_hard_sync_copies_the_policy(tmp_path, tiny_model_dir):
+def test_cached_frozen_reference_equals_a_hosted_one_and_tr_dpo_hard_sync_copies_the_policy(tmp_path, tiny_model_dir):
     init = load_hf_weights(tiny_model_dir)
-    ref, policy, rows = _run(tmp_path, tiny_model_dir, "frozen", "{name: preference, loss: {name: dpo, beta: 0.1}}")
+    # frozen + sequence-level loss: the reference sums are computed once, no reference copy is hosted
+    ref, policy, cached = _run(tmp_path, tiny_model_dir, "frozen", "{name: preference, loss: {name: dpo, beta: 0.1}}")
+    assert ref is None and any(not torch.equal(policy[k], init[k]) for k in init)
+    # the same run with a hosted reference that never moves (an EMA with decay 1) takes the same steps
+    ref, _, hosted = _run(tmp_path, tiny_model_dir, "hosted",
+                          "{name: preference, loss: {name: dpo, beta: 0.1}, reference: ema, ref_decay: 1.0}")
     assert all(torch.equal(ref[k], init[k]) for k in init)
-    assert any(not torch.equal(policy[k], init[k]) for k in init)
-    train = [r for r in rows if "train/loss" in r]
-    assert len(train) == 4 and train[0]["train/kl_ref"] == pytest.approx(0.0, abs=1e-4)  # π_θ = π_ref at step 1
-    assert {"train/reward_accuracy", "train/reward_margin", "train/logp_chosen", "train/loss/dpo"} <= set(train[-1])
+    train_c, train_h = ([r for r in rows if "train/loss" in r] for rows in (cached, hosted))
+    assert len(train_c) == 4 and train_c[0]["train/kl_ref"] == pytest.approx(0.0, abs=1e-4)  # π_θ = π_ref at step 1
+    assert [r["train/loss"] for r in train_c] == pytest.approx([r["train/loss"] for r in train_h], abs=1e-5)
+    assert {"train/reward_accuracy", "train/reward_margin", "train/logp_chosen", "train/loss/dpo"} <= set(train_c[-1])
     # α = 1, τ = 2: the reference is the policy after steps 2 and 4; the run ends on a sync
     ref, policy, _ = _run(tmp_path, tiny_model_dir, "trdpo",
                           "{name: preference, loss: ipo, reference: tr_dpo, ref_alpha: 1.0, ref_sync_steps: 2}")
