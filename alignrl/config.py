@@ -165,6 +165,9 @@ class EvalConfig:
     """Samples per prompt for pass@k (at ``temperature``); 0 skips sampling."""
     temperature: float = 1.0
     engine: Literal["hf", "vllm"] = "hf"
+    pairs: str | None = None
+    """Preference jobs: held-out pairs (``prefs://`` or a TRL-format file) for pair accuracy and margin of the
+    policy's log-ratio to its reference, and the loss; the first ``n`` are used."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -495,7 +498,11 @@ def _check_preference(cfg: RunConfig, origins: Origins) -> None:
     if cfg.rewards and not p.online:
         fail("rewards", origins, "reward terms rank sampled answers: they apply with algorithm.online: true")
     if cfg.data.eval and not cfg.data.eval.startswith(SCHEME):
-        fail("data.eval", origins, "preference jobs evaluate greedy accuracy on a verifiable task: give tasks://NAME?...")
+        fail("data.eval", origins, "preference jobs evaluate greedy accuracy on a verifiable task: give tasks://NAME?... "
+             "(held-out pairs go in eval.pairs)")
+    if cfg.eval.pairs and cfg.eval.pairs.startswith(SCHEME):
+        fail("eval.pairs", origins, "held-out pairs: give prefs://TASK?... or a .jsonl/.parquet file with "
+             "prompt/chosen/rejected")
 
 
 def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
@@ -642,8 +649,11 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     _check_reward_model(cfg, origins)
     _check_rewards(cfg, origins)
     _check_model(cfg.policy, "policy", origins)
-    for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
+    for key, source in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval), ("eval.pairs", cfg.eval.pairs)):
         _check_source(source, key, origins, Path.cwd())
+    if cfg.eval.pairs and cfg.algorithm.name != "preference":
+        fail("eval.pairs", origins, f"held-out pairs are scored by preference jobs, not {cfg.algorithm.name} "
+             "(a reward model's held-out pairs go in data.eval)")
     return cfg
 
 

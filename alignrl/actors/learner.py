@@ -51,7 +51,9 @@ class LearnerWorker:
     def member_state_dicts(self) -> list:
         return self.learner.member_state_dicts() if self.learner.rank == 0 else []
 
-    def forward_logp_sums(self, shard: TokenBatch) -> torch.Tensor:
+    def forward_logp_sums(self, shard: TokenBatch, anchor: str | None = None) -> torch.Tensor:
+        if anchor is not None:
+            return self.learner.forward_anchor_logp_sums(shard, anchor)
         return self.learner.forward_logp_sums(shard)
 
     def anchor_states(self) -> dict:
@@ -153,13 +155,14 @@ class LearnerGroup:
         size = len(batch) // n
         return torch.cat(self._call("forward_values", [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]))
 
-    def forward_logp_sums(self, batch: TokenBatch) -> torch.Tensor:
-        """(B,) sequence log-prob sums over the loss mask under the current policy, split over the ranks."""
+    def forward_logp_sums(self, batch: TokenBatch, anchor: str | None = None) -> torch.Tensor:
+        """(B,) sequence log-prob sums over the loss mask under the current policy (or the hosted ``anchor``),
+        split over the ranks."""
         n, rows = len(self.workers), len(batch)
         size = -(-rows // n)
         if size * n != rows:
             batch = _repeat_last(batch, size * n)
-        shards = [(batch.slice(i * size, (i + 1) * size),) for i in range(n)]
+        shards = [(batch.slice(i * size, (i + 1) * size), anchor) for i in range(n)]
         return torch.cat(self._call("forward_logp_sums", shards))[:rows]
 
     def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:

@@ -211,6 +211,19 @@ class DeepSpeedLearner:
             out.append((token_logprobs(logits, micro.input_ids).float() * micro.loss_mask).sum(1).cpu())
         return torch.cat(out)
 
+    @torch.no_grad()
+    def forward_anchor_logp_sums(self, batch: TokenBatch, name: str) -> torch.Tensor:
+        """(B,) Σ_t log π_anchor(x_t | x_<t) over the loss mask for a hosted anchor (a collective under ZeRO-3)."""
+        from alignrl.ops import token_logprobs
+
+        model = self.anchors.models[name]
+        out = []
+        for start in range(0, len(batch), self.settings.micro_batch_size):
+            micro = batch.slice(start, start + self.settings.micro_batch_size).to(self.engine.device)
+            logits = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
+            out.append((token_logprobs(logits, micro.input_ids).float() * micro.loss_mask).sum(1).cpu())
+        return torch.cat(out)
+
     def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """A LoRA reward ensemble's members, each as a plain HF sequence-classifier state dict (CPU)."""
         module = self.engine.module

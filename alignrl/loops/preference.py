@@ -138,10 +138,31 @@ def cached_reference(p: PreferenceJobParams) -> bool:
     return p.reference == "frozen" and not p.online and not any(n in TOKEN_LEVEL for n in loss_names(p))
 
 
-def reference_sums(group: LearnerGroup, pairs: list[Pair], pad_id: int, chunk: int = 256) -> torch.Tensor:
-    """(2·P,) log π_start sums of chosen_0, rejected_0, chosen_1, ... with the group's current (starting) weights."""
-    return torch.cat([group.forward_logp_sums(collate_pairs(pairs[i:i + chunk], pad_id))
+def reference_sums(group: LearnerGroup, pairs: list[Pair], pad_id: int, chunk: int = 256,
+                   anchor: str | None = None) -> torch.Tensor:
+    """(2·P,) log-prob sums of chosen_0, rejected_0, chosen_1, ... under the group's current weights (before the
+    first step: the start), or under its hosted ``anchor``."""
+    return torch.cat([group.forward_logp_sums(collate_pairs(pairs[i:i + chunk], pad_id), anchor)
                       for i in range(0, len(pairs), chunk)])
+
+
+def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, p: PreferenceJobParams,
+                   cached_ref: torch.Tensor | None) -> dict[str, float]:
+    """Held-out pairs: the share with ρ(y_w) > ρ(y_l) (ρ = log π_θ − log π_ref summed over the response), the mean
+    margin, the chosen/rejected log-probs and, for sequence-level losses, the job's loss."""
+    policy = reference_sums(group, pairs, pad_id)
+    ref = cached_ref if cached_ref is not None else reference_sums(group, pairs, pad_id, anchor=REF)
+    rho = policy - ref
+    margin = rho[0::2] - rho[1::2]
+    out = {"pair_accuracy": float((margin > 0).float().mean()), "pair_margin": float(margin.mean()),
+           "logp_chosen": float(policy[0::2].mean()), "logp_rejected": float(policy[1::2].mean()),
+           "pairs": float(len(pairs))}
+    if not any(n in TOKEN_LEVEL for n in loss_names(p)):
+        lens = torch.tensor([float(len(side.ids) - side.n_prompt) for pair in pairs for side in pair])
+        x = PreferenceInputs(logp_chosen=policy[0::2], logp_rejected=policy[1::2], logp_ref_chosen=ref[0::2],
+                             logp_ref_rejected=ref[1::2], len_chosen=lens[0::2], len_rejected=lens[1::2])
+        out["loss"] = float(preference_job_loss(x, p, (-policy[0::2] / lens[0::2]).mean()).loss)
+    return out
 
 
 def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
@@ -165,10 +186,12 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
         if len(pairs) < cfg.train.batch_size:
             raise UserError(f"data.train: {len(pairs)} pairs, fewer than train.batch_size={cfg.train.batch_size}")
     evals = load_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
+    eval_pairs = load_preference_examples(cfg.eval.pairs, key="eval.pairs")[: cfg.eval.n] if cfg.eval.pairs else []
     data = RunData(prompts, evals, task_of(cfg.data.eval) if cfg.data.eval else None)
     run_dir = create_run_dir(cfg, overwrite=overwrite)
     model_dir = prepare_policy(cfg, run_dir)
     tokenizer = load_tokenizer(model_dir)
+    eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "eval.pairs")
     settings = learner_settings(cfg, model_dir)
     settings = dataclasses.replace(settings, batch_size=2 * settings.batch_size,
                                    micro_batch_size=2 * settings.micro_batch_size, total_steps=rounds * steps)
@@ -191,17 +214,26 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
 
                 engine = _eval_engine(cfg, model_dir)
 
-            def evaluate_now(step: int, state: dict) -> dict:
-                if rollout is None:
-                    engine.load_weights(list(state.items()))
-                result = run_eval(engine, data, cfg) or {}
+            eval_ref = reference_sums(group, eval_tok, tokenizer.pad_token_id) if eval_tok and cached else None
+
+            def evaluate_now(step: int, state: dict | None) -> dict:
+                result = {}
+                if engine is not None:
+                    if rollout is None:
+                        engine.load_weights(list(state.items()))
+                    result = run_eval(engine, data, cfg) or {}
+                if eval_tok:
+                    pair_metrics = evaluate_pairs(group, eval_tok, tokenizer.pad_token_id, p, eval_ref)
+                    result = {**result, "metrics": {**result.get("metrics", {}), **pair_metrics}}
                 if result:
                     tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
-                                | {"accuracy": result["metrics"]["accuracy"]}, advance=False)
+                                | {"accuracy": result["metrics"].get("accuracy", result["metrics"].get("pair_accuracy"))},
+                                advance=False)
                 return result
 
-            if engine is not None and cfg.train.eval_every:
-                final = evaluate_now(0, {} if rollout is not None else group.full_state_dict())
+            evaluates = engine is not None or bool(eval_tok)
+            if evaluates and cfg.train.eval_every:
+                final = evaluate_now(0, group.full_state_dict() if engine is not None and rollout is None else None)
             for r in range(rounds):
                 if p.online:
                     pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
@@ -216,11 +248,12 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                     if step % cfg.train.log_every == 0 or last:
                         tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
                     round_end = step == (r + 1) * steps
-                    do_eval = engine is not None and (last or every(step, cfg.train.eval_every) or (p.online and round_end))
+                    do_eval = evaluates and (last or every(step, cfg.train.eval_every) or (p.online and round_end))
                     do_checkpoint = last or every(step, cfg.train.checkpoint_every)
                     if rollout is not None and (do_eval or round_end):  # the next round samples from these weights
                         rollout.load_buckets(group.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * 2**20)))
-                    state = group.full_state_dict() if do_checkpoint or (do_eval and rollout is None) else None
+                    needs_state = do_checkpoint or (do_eval and engine is not None and rollout is None)
+                    state = group.full_state_dict() if needs_state else None
                     if do_eval:
                         final = evaluate_now(step, state)
                     if do_checkpoint:

@@ -24,9 +24,9 @@ policy: {{path: {model_dir}}}
 algorithm: {algorithm}
 data: {{train: "prefs://arithmetic?digits=2&n=200&split=train&gold=exact",
         eval: "tasks://arithmetic?digits=2&n=8&split=test"}}
-learner: {{micro_batch_size: 8, lr: 1.0e-3, cpus_per_worker: 1}}
-train: {{steps: 4, batch_size: 8, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 0}}
-eval: {{n: 8, k: 0, max_new_tokens: 3}}
+{"" if "learner:" in algorithm else "learner: {micro_batch_size: 8, lr: 1.0e-3, cpus_per_worker: 1}"}
+train: {{steps: 4, batch_size: 8, max_length: 16, log_every: 1, eval_every: 4, checkpoint_every: 0}}
+eval: {{n: 8, k: 0, max_new_tokens: 3, pairs: "prefs://arithmetic?digits=2&n=16&split=test&gold=exact"}}
 """)
     assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 0
     run = tmp_path / name
@@ -49,6 +49,12 @@ def test_cached_frozen_reference_equals_a_hosted_one_and_tr_dpo_hard_sync_copies
     assert len(train_c) == 4 and train_c[0]["train/kl_ref"] == pytest.approx(0.0, abs=1e-4)  # π_θ = π_ref at step 1
     assert [r["train/loss"] for r in train_c] == pytest.approx([r["train/loss"] for r in train_h], abs=1e-5)
     assert {"train/reward_accuracy", "train/reward_margin", "train/logp_chosen", "train/loss/dpo"} <= set(train_c[-1])
+    # held-out pairs: the same numbers whether the reference is cached or hosted; no margin before the first step
+    evals_c, evals_h = ([r for r in rows if "eval/pair_margin" in r] for rows in (cached, hosted))
+    assert [r["step"] for r in evals_c] == [0, 4] and evals_c[0]["eval/pair_margin"] == pytest.approx(0.0, abs=1e-5)
+    for key in ("eval/pair_accuracy", "eval/pair_margin", "eval/loss", "eval/logp_chosen"):
+        assert evals_c[-1][key] == pytest.approx(evals_h[-1][key], abs=1e-4), key
+    assert evals_c[-1]["eval/pairs"] == 8 and "eval/accuracy" in evals_c[-1]  # the first eval.n of 16 pairs
     # α = 1, τ = 2: the reference is the policy after steps 2 and 4; the run ends on a sync
     ref, policy, _ = _run(tmp_path, tiny_model_dir, "trdpo",
                           "{name: preference, loss: ipo, reference: tr_dpo, ref_alpha: 1.0, ref_sync_steps: 2}")
@@ -87,3 +93,16 @@ def _length_reward(tmp_path) -> str:
     path = tmp_path / "length.py"
     path.write_text("def score(prompts, completions, answers):\n    return [-len(c) for c in completions]\n")
     return str(path)
+
+
+def test_lora_policy_with_a_tr_dpo_reference(tmp_path, tiny_model_dir):
+    init = load_hf_weights(tiny_model_dir)
+    ref, policy, rows = _run(tmp_path, tiny_model_dir, "lora",
+                             "{name: preference, loss: dpo, reference: tr_dpo, ref_alpha: 1.0, ref_sync_steps: 4}"
+                             "\nlearner: {micro_batch_size: 8, lr: 1.0e-2, cpus_per_worker: 1, "
+                             "lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}")
+    # the exported policy has the adapters merged into the targeted weights only
+    changed = {k for k in init if not torch.equal(policy[k], init[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    assert [r["step"] for r in rows if "eval/pair_margin" in r] == [0, 4]
+    assert ref is not None  # the hosted reference (a copy of the adapted model) was checkpointed
