@@ -158,12 +158,8 @@ class LearnerGroup:
     def forward_logp_sums(self, batch: TokenBatch, anchor: str | None = None) -> torch.Tensor:
         """(B,) sequence log-prob sums over the loss mask under the current policy (or the hosted ``anchor``),
         split over the ranks."""
-        n, rows = len(self.workers), len(batch)
-        size = -(-rows // n)
-        if size * n != rows:
-            batch = _repeat_last(batch, size * n)
-        shards = [(batch.slice(i * size, (i + 1) * size), anchor) for i in range(n)]
-        return torch.cat(self._call("forward_logp_sums", shards))[:rows]
+        return torch.cat(self._call("forward_logp_sums", [(s, anchor) for s in _equal_shards(batch, len(self.workers))]
+                                    ))[:len(batch)]
 
     def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """A LoRA reward ensemble's members as HF state dicts (rank 0's)."""
@@ -171,12 +167,8 @@ class LearnerGroup:
 
     def forward_scores(self, batch: TokenBatch, member: int | None = None) -> torch.Tensor:
         """(B,) reward-model scores (of LoRA-ensemble member ``member``), the batch split over the ranks."""
-        n, rows = len(self.workers), len(batch)
-        size = -(-rows // n)
-        if size * n != rows:  # repeat the last row so every rank gets an equal shard; the extra scores are dropped
-            batch = _repeat_last(batch, size * n)
-        shards = [(batch.slice(i * size, (i + 1) * size), member) for i in range(n)]
-        return torch.cat(self._call("forward_scores", shards))[:rows]
+        return torch.cat(self._call("forward_scores", [(s, member) for s in _equal_shards(batch, len(self.workers))]
+                                    ))[:len(batch)]
 
     def anchor_states(self) -> dict:
         return self._call("anchor_states", [()] * len(self.workers))[0]
@@ -207,7 +199,11 @@ def _died(ref: ray.ObjectRef) -> bool:
         return False
 
 
-def _repeat_last(batch: TokenBatch, rows: int) -> TokenBatch:
-    """``batch`` grown to ``rows`` rows by repeating its last row."""
-    index = torch.cat([torch.arange(len(batch)), torch.full((rows - len(batch),), len(batch) - 1)])
-    return TokenBatch(batch.input_ids[index], batch.attention_mask[index], batch.loss_mask[index])
+def _equal_shards(batch: TokenBatch, n: int) -> list[TokenBatch]:
+    """``batch`` in ``n`` equal contiguous shards, its last row repeated to fill the last one (callers drop the
+    outputs past ``len(batch)``): every rank must run the same number of forwards, as ZeRO-3 gathers are collective."""
+    size = -(-len(batch) // n)
+    if size * n != len(batch):
+        index = torch.cat([torch.arange(len(batch)), torch.full((size * n - len(batch),), len(batch) - 1)])
+        batch = TokenBatch(batch.input_ids[index], batch.attention_mask[index], batch.loss_mask[index])
+    return [batch.slice(i * size, (i + 1) * size) for i in range(n)]

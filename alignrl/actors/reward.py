@@ -9,10 +9,8 @@ import os
 import ray
 import torch
 
-from alignrl.actors.cluster import task_error_detail
+from alignrl.actors.handle import ActorHandle
 from alignrl.errors import UserError
-
-START_TIMEOUT_S = 180
 
 
 class RewardWorker:
@@ -55,36 +53,16 @@ class RewardWorker:
         return torch.stack(out)
 
 
-class RewardModels:
+class RewardModels(ActorHandle):
     """A handle on one RewardWorker actor with errors that name the reward term."""
+
+    kind = "reward worker"
+    hint = "Lower rewards[].cpus or the rollout/learner cpus_per_worker, or add nodes"
 
     def __init__(self, name: str, model_dirs: list[str], *, max_length: int, micro_batch_size: int, cpus: float,
                  gpus: float = 0.0) -> None:
-        self.name = name
-        self.actor = ray.remote(RewardWorker).options(num_cpus=cpus, num_gpus=gpus).remote(
-            model_dirs, max_length, micro_batch_size)
-        ready, _ = ray.wait([self.actor.__ray_ready__.remote()], timeout=START_TIMEOUT_S)
-        if not ready:
-            ray.kill(self.actor)
-            raise UserError(f"reward worker {name!r} could not start within {START_TIMEOUT_S} s: it asks for {cpus} CPU "
-                            f"and {gpus} GPU; free now: {ray.available_resources()}. Lower rewards[].cpus or the "
-                            "rollout/learner cpus_per_worker, or add nodes")
-        self.get(ready[0], "start")
-
-    def get(self, ref: ray.ObjectRef, what: str):
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayActorError as err:
-            raise UserError(f"reward worker {self.name!r} died during {what}: {str(err).splitlines()[0]}; the run "
-                            "stops here, checkpoints written so far are complete") from None
-        except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, UserError):
-                raise UserError(f"reward worker {self.name!r}: {cause}") from None
-            raise UserError(f"reward worker {self.name!r}: {what} failed: {task_error_detail(err)}") from None
+        super().__init__(name, RewardWorker, (model_dirs, max_length, micro_batch_size), cpus=cpus, gpus=gpus)
 
     def score_async(self, prompts: list[str], completions: list[str]) -> ray.ObjectRef:
         return self.actor.score.remote(prompts, completions)
 
-    def shutdown(self) -> None:
-        ray.kill(self.actor)

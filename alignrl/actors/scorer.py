@@ -8,12 +8,9 @@ import os
 import ray
 import torch
 
-from alignrl.actors.cluster import task_error_detail
-from alignrl.errors import UserError
+from alignrl.actors.handle import ActorHandle
 from alignrl.ops import token_logprobs
 from alignrl.types import TokenBatch
-
-START_TIMEOUT_S = 180
 
 
 class ScorerWorker:
@@ -65,30 +62,15 @@ class ScorerWorker:
         return torch.cat(logp_out), torch.cat(top_out), torch.cat(idx_out)
 
 
-class Scorer:
+class Scorer(ActorHandle):
     """A handle on one ScorerWorker actor with errors that name it."""
+
+    kind = "scorer"
+    hint = "Lower anchors[].cpus or the rollout/learner cpus_per_worker, or add nodes"
 
     def __init__(self, name: str, model_dirs: list[str], *, weights: list[float] | None = None,
                  micro_batch_size: int = 32, cpus: float = 1.0, gpus: float = 0.0) -> None:
-        self.name = name
-        self.actor = ray.remote(ScorerWorker).options(num_cpus=cpus, num_gpus=gpus).remote(
-            model_dirs, weights, micro_batch_size)
-        ready, _ = ray.wait([self.actor.__ray_ready__.remote()], timeout=START_TIMEOUT_S)
-        if not ready:
-            ray.kill(self.actor)
-            raise UserError(f"scorer {name!r} could not start within {START_TIMEOUT_S} s: it asks for {cpus} CPU and "
-                            f"{gpus} GPU; free now: {ray.available_resources()}. Lower anchors[].cpus or the "
-                            "rollout/learner cpus_per_worker, or add nodes")
-        self.get(ready[0], "start")
-
-    def get(self, ref: ray.ObjectRef, what: str):
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayActorError as err:
-            raise UserError(f"scorer {self.name!r} died during {what}: {str(err).splitlines()[0]}; the run stops "
-                            "here, checkpoints written so far are complete") from None
-        except ray.exceptions.RayTaskError as err:
-            raise UserError(f"scorer {self.name!r}: {what} failed: {task_error_detail(err)}") from None
+        super().__init__(name, ScorerWorker, (model_dirs, weights, micro_batch_size), cpus=cpus, gpus=gpus)
 
     def logprobs_async(self, batch: TokenBatch) -> ray.ObjectRef:
         return self.actor.logprobs.remote(batch)
@@ -96,5 +78,3 @@ class Scorer:
     def topk_logprobs_async(self, batch: TokenBatch, k: int) -> ray.ObjectRef:
         return self.actor.topk_logprobs.remote(batch, k)
 
-    def shutdown(self) -> None:
-        ray.kill(self.actor)

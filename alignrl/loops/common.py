@@ -169,3 +169,33 @@ def save_checkpoint(group, state: dict, model_dir: Path, run_dir: Path, step: in
 
 def every(step: int, period: int) -> bool:
     return bool(period) and step % period == 0
+
+
+def shuffled_index_batches(n: int, batch_size: int, seed: int):
+    """Endless lists of ``batch_size`` indices into ``n`` items, reshuffled each epoch by ``random.Random(seed)``;
+    a short last batch of an epoch is dropped. The SFT, reward-model and preference loops collate from these."""
+    rng = random.Random(seed)
+    order = list(range(n))
+    while True:
+        rng.shuffle(order)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+
+
+def train_and_log(group, batch, loss_fn, step: int, last_step: int, log_every: int, tracker) -> dict[str, float]:
+    """One learner step: train, stop on a NaN/inf loss or gradient, log ``train/*`` every ``log_every`` steps and
+    at ``last_step``; returns the step's metrics."""
+    metrics = group.train_step(batch, loss_fn)
+    check_finite(step, metrics)
+    if step % log_every == 0 or step == last_step:
+        tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+    return metrics
+
+
+def finish_run(run_dir: Path, final: dict | None, curves: tuple[str, ...]) -> None:
+    """After a run: ``eval.json`` (when there is a final evaluation) and ``learning_curves.png`` of ``curves``."""
+    from alignrl.tracking import plot_metrics
+
+    if final:
+        write_json(run_dir / "eval.json", final)
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png", curves)

@@ -32,21 +32,22 @@ from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
 from alignrl.loops.common import (
     RunData,
-    check_finite,
     create_run_dir,
     every,
+    finish_run,
     learner_settings,
     prepare_policy,
     run_eval,
     save_checkpoint,
     seed_everything,
-    write_json,
+    shuffled_index_batches,
+    train_and_log,
 )
 from alignrl.loops.reward_model import Pair, collate_pairs, tokenize_pairs
 from alignrl.objectives.preference_base import PreferenceInputs
 from alignrl.objectives.preference_job import TOKEN_LEVEL, PreferenceJobParams, preference_job_loss
 from alignrl.ops import token_logprobs
-from alignrl.tracking import Tracker, plot_metrics
+from alignrl.tracking import Tracker
 from alignrl.types import LossOut, RolloutBatch
 
 REF = "ref"
@@ -115,20 +116,15 @@ def best_worst_pairs(prompts: list[str], completions: list[str], rewards: torch.
 
 def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int, ref_sums: torch.Tensor | None = None):
     """Endless seeded batches of pairs; ``ref_sums`` (2·len(pairs),): cached reference sums, interleaved like rows."""
-    rng = random.Random(seed)
     if len(pairs) < batch_size:  # a round that kept few pairs: repeat them to fill a batch
         reps = -(-batch_size // len(pairs))
         pairs = pairs * reps
         ref_sums = ref_sums.repeat(reps) if ref_sums is not None else None
-    order = list(range(len(pairs)))
-    while True:
-        rng.shuffle(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
-            rows = {}
-            if ref_sums is not None:
-                rows["ref_logp_sum"] = torch.stack([ref_sums[2 * i + j] for i in idx for j in (0, 1)])
-            yield RolloutBatch(collate_pairs([pairs[i] for i in idx], pad_id), rows)
+    for idx in shuffled_index_batches(len(pairs), batch_size, seed):
+        rows = {}
+        if ref_sums is not None:
+            rows["ref_logp_sum"] = torch.stack([ref_sums[2 * i + j] for i in idx for j in (0, 1)])
+        yield RolloutBatch(collate_pairs([pairs[i] for i in idx], pad_id), rows)
 
 
 def cached_reference(p: PreferenceJobParams) -> bool:
@@ -242,11 +238,8 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                     cached_sums = reference_sums(group, tokenized, tokenizer.pad_token_id)
                 batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums)
                 for step in range(r * steps + 1, (r + 1) * steps + 1):
-                    metrics = group.train_step(next(batches), loss_fn)
-                    check_finite(step, metrics)
+                    train_and_log(group, next(batches), loss_fn, step, rounds * steps, cfg.train.log_every, tracker)
                     last = step == rounds * steps
-                    if step % cfg.train.log_every == 0 or last:
-                        tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
                     round_end = step == (r + 1) * steps
                     do_eval = evaluates and (last or every(step, cfg.train.eval_every) or (p.online and round_end))
                     do_checkpoint = last or every(step, cfg.train.checkpoint_every)
@@ -269,10 +262,7 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
             if rollout is not None:
                 rollout.shutdown()
             group.shutdown()
-    if final:
-        write_json(run_dir / "eval.json", final)
-    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
-                 ("train/loss", "eval/accuracy", "train/reward_accuracy", "round/pairs"))
+    finish_run(run_dir, final, ("train/loss", "eval/accuracy", "train/reward_accuracy", "round/pairs"))
     return final.get("metrics", {})
 
 

@@ -14,7 +14,6 @@ tokenizer's chat template), or ``prefs://`` synthetic pairs labelled by a task's
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
 
 import torch
@@ -27,17 +26,19 @@ from alignrl.data.sources import PreferenceExample, load_preference_examples
 from alignrl.errors import UserError
 from alignrl.io import atomic_dir
 from alignrl.loops.common import (
-    check_finite,
     create_run_dir,
     every,
+    finish_run,
     learner_settings,
     prepare_policy,
     save_checkpoint,
     seed_everything,
+    shuffled_index_batches,
+    train_and_log,
     write_json,
 )
 from alignrl.objectives.reward_model import BradleyTerryParams, bradley_terry_loss, lora_nuclear_diversity
-from alignrl.tracking import Tracker, plot_metrics
+from alignrl.tracking import Tracker
 from alignrl.types import LossOut, TokenBatch
 
 Pair = tuple[TokenizedExample, TokenizedExample]
@@ -94,12 +95,8 @@ def bt_micro_loss(model, micro: TokenBatch, params: BradleyTerryParams) -> LossO
 
 
 def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int):
-    rng = random.Random(seed)
-    order = list(range(len(pairs)))
-    while True:
-        rng.shuffle(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield collate_pairs([pairs[i] for i in order[start:start + batch_size]], pad_id)
+    for idx in shuffled_index_batches(len(pairs), batch_size, seed):
+        yield collate_pairs([pairs[i] for i in idx], pad_id)
 
 
 def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, params: BradleyTerryParams,
@@ -218,10 +215,7 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
             if eval_tok and cfg.train.eval_every:
                 evaluate_now(0)
             for step in range(1, cfg.train.steps + 1):
-                metrics = group.train_step(next(batches), loss_fn)
-                check_finite(step, metrics)
-                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                    tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+                train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker)
                 last = step == cfg.train.steps
                 if eval_tok and (last or every(step, cfg.train.eval_every)):
                     final = evaluate_now(step)
@@ -239,8 +233,6 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
         finally:
             tracker.close()
             group.shutdown()
-    if final:
-        write_json(run_dir / "eval.json", {"metrics": final})
-    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
-                 ("train/loss", "eval/accuracy", "eval/margin", "train/grad_norm"))
+    finish_run(run_dir, {"metrics": final} if final else None,
+               ("train/loss", "eval/accuracy", "eval/margin", "train/grad_norm"))
     return final

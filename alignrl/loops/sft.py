@@ -8,7 +8,6 @@ weights through the same ``load_weights`` path that RL weight sync uses.
 from __future__ import annotations
 
 import functools
-import random
 from pathlib import Path
 
 from alignrl.actors.cluster import ray_session
@@ -18,20 +17,21 @@ from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
 from alignrl.errors import UserError
 from alignrl.loops.common import (
     RunData,
-    check_finite,
     create_run_dir,
     every,
+    finish_run,
     learner_settings,
     load_run_data,
     prepare_policy,
     run_eval,
     save_checkpoint,
     seed_everything,
-    write_json,
+    shuffled_index_batches,
+    train_and_log,
 )
 from alignrl.objectives.sft import SFTParams, sft_loss
 from alignrl.ops import token_logprobs
-from alignrl.tracking import Tracker, plot_metrics
+from alignrl.tracking import Tracker
 from alignrl.types import LossOut, TokenBatch
 
 
@@ -52,13 +52,9 @@ def _tokenize_all(tokenizer, data: RunData, max_length: int) -> list[TokenizedEx
 
 
 def _batches(examples: list[TokenizedExample], batch_size: int, pad_id: int, seed: int):
-    """Endless shuffled batches, reshuffled each epoch with a seeded RNG; a short last batch is dropped."""
-    rng = random.Random(seed)
-    order = list(range(len(examples)))
-    while True:
-        rng.shuffle(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield collate_sft([examples[i] for i in order[start : start + batch_size]], pad_id)
+    """Endless shuffled batches (``shuffled_index_batches``), right-padded by ``collate_sft``."""
+    for idx in shuffled_index_batches(len(examples), batch_size, seed):
+        yield collate_sft([examples[i] for i in idx], pad_id)
 
 
 def _eval_engine(cfg: RunConfig, model_dir: Path):
@@ -99,10 +95,7 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
                 evaluate_now(0, group.full_state_dict())  # the starting point of the learning curve
             for step in range(1, cfg.train.steps + 1):
                 # 1. update
-                metrics = group.train_step(next(batches), loss_fn)
-                check_finite(step, metrics)
-                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                    tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
+                train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker)
                 last = step == cfg.train.steps
                 do_eval = engine is not None and (last or every(step, cfg.train.eval_every))
                 do_checkpoint = last or every(step, cfg.train.checkpoint_every)
@@ -121,8 +114,5 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
             if engine is not None:
                 engine.close()
             group.shutdown()
-    if final:
-        write_json(run_dir / "eval.json", final)
-    plot_metrics(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
-                 ("train/loss", "eval/accuracy", f"eval/pass@{cfg.eval.k}", "train/grad_norm"))
+    finish_run(run_dir, final, ("train/loss", "eval/accuracy", f"eval/pass@{cfg.eval.k}", "train/grad_norm"))
     return final.get("metrics", {})
