@@ -239,3 +239,32 @@ class TrainerPacer:
         self.thread.join(self.wait_s)
         if self.error is not None:
             raise RuntimeError(f"{self.name} failed after its last block: {self.error!r}") from self.error
+
+
+def interleaved_blocks(our_step, pacer: "TrainerPacer", *, warmup_steps: int, block_steps: int, blocks: int,
+                       label: str) -> tuple[list[float], list[float]]:
+    """Warm both sides up, then alternate blocks (ours, the peer's, ours, ...); returns each side's seconds per step
+    of every block: the time between the ends of its first and last step / (steps − 1). ``our_step()`` takes one
+    step of our side; ``pacer`` drives the peer's Trainer (its plan must be [warmup_steps] + [block_steps]·blocks)."""
+    import sys
+
+    def ours(steps: int) -> list[float]:
+        stamps = []
+        for _ in range(steps):
+            our_step()
+            stamps.append(time.perf_counter())
+        return stamps
+
+    def per_step(stamps: list[float]) -> float:
+        return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+    pacer.next_block()
+    ours(warmup_steps)
+    ours_s, peer_s = [], []
+    for _ in range(blocks):
+        ours_s.append(per_step(ours(block_steps)))
+        peer_s.append(per_step(pacer.next_block()))
+        print(f"{label} block {len(ours_s)}/{blocks}: ours {ours_s[-1]:.4f} s/step, {pacer.name} {peer_s[-1]:.4f} "
+              "s/step", file=sys.stderr, flush=True)
+    pacer.finish()
+    return ours_s, peer_s

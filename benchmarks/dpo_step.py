@@ -12,13 +12,20 @@ of its first and last step / (steps − 1). Memory is not compared: both sides s
 from __future__ import annotations
 
 import os
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BENCH_CACHE, TrainerPacer, machine, paired_ratio, print_table, spread, versions
+from benchmarks.common import (
+    BENCH_CACHE,
+    TrainerPacer,
+    interleaved_blocks,
+    machine,
+    paired_ratio,
+    print_table,
+    spread,
+    versions,
+)
 
 WAIT_S = 900
 
@@ -95,24 +102,10 @@ def _side_by_side(model_dir: Path, s: DPOSettings) -> dict[str, Any]:
     params = PreferenceJobParams(loss=Component("dpo", DPOParams(beta=s.beta)))
     loss_fn = functools.partial(preference_micro_loss, params=params)
 
-    def our_block(steps: int) -> list[float]:
-        stamps = []
-        for _ in range(steps):
-            learner.train_step(next(batches), loss_fn)
-            stamps.append(time.perf_counter())
-        return stamps
-
-    per_step = lambda st: (st[-1] - st[0]) / (len(st) - 1)  # noqa: E731
     pacer = TrainerPacer(trainer, [s.warmup_steps] + [s.block_steps] * s.blocks, name="TRL DPOTrainer", wait_s=WAIT_S)
-    pacer.next_block()
-    our_block(s.warmup_steps)
-    ours_s, trl_s = [], []
-    for _ in range(s.blocks):
-        ours_s.append(per_step(our_block(s.block_steps)))
-        trl_s.append(per_step(pacer.next_block()))
-        print(f"dpo block {len(ours_s)}/{s.blocks}: ours {ours_s[-1]:.4f} s/step, TRL {trl_s[-1]:.4f} s/step",
-              file=sys.stderr, flush=True)
-    pacer.finish()
+    ours_s, trl_s = interleaved_blocks(lambda: learner.train_step(next(batches), loss_fn), pacer,
+                                       warmup_steps=s.warmup_steps, block_steps=s.block_steps, blocks=s.blocks,
+                                       label="dpo")
     return {"ours_s_per_step": spread(ours_s), "trl_s_per_step": spread(trl_s),
             "pairs_per_s": {"ours": s.batch_size / spread(ours_s)["median"],
                             "trl": s.batch_size / spread(trl_s)["median"]},

@@ -11,13 +11,20 @@ optimizer and scheduler step and each trainer's own per-step bookkeeping are all
 from __future__ import annotations
 
 import os
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BENCH_CACHE, TrainerPacer, machine, paired_ratio, print_table, spread, versions
+from benchmarks.common import (
+    BENCH_CACHE,
+    TrainerPacer,
+    interleaved_blocks,
+    machine,
+    paired_ratio,
+    print_table,
+    spread,
+    versions,
+)
 
 WAIT_S = 900  # longest a side may take for one block before the benchmark gives up
 
@@ -78,10 +85,6 @@ def _trl_trainer(model_dir: Path, raw: list, s: SFTSettings):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     return trainer, config
-
-
-def _per_step(stamps: list[float]) -> float:
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
 
 
 def _our_learner(model_dir: Path, s: SFTSettings):
@@ -148,25 +151,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     batches = _batches(ours, s.batch_size, tokenizer.pad_token_id, s.seed)
     loss_fn = functools.partial(sft_micro_loss, params=SFTParams())
 
-    def our_block(steps: int) -> list[float]:
-        stamps = []
-        for _ in range(steps):
-            learner.train_step(next(batches), loss_fn)
-            stamps.append(time.perf_counter())
-        return stamps
-
     pacer = TrainerPacer(trainer, [s.warmup_steps] + [s.block_steps] * s.blocks, name="TRL SFTTrainer",
                          wait_s=WAIT_S)
     load = machine()["loadavg"]
-    pacer.next_block()           # TRL warm-up block
-    our_block(s.warmup_steps)    # our warm-up block
-    ours_s, trl_s = [], []
-    for _ in range(s.blocks):    # A, B, A, B, ...
-        ours_s.append(_per_step(our_block(s.block_steps)))
-        trl_s.append(_per_step(pacer.next_block()))
-        print(f"sft_step block {len(ours_s)}/{s.blocks}: ours {ours_s[-1]:.4f} s/step, TRL {trl_s[-1]:.4f} s/step",
-              file=sys.stderr, flush=True)
-    pacer.finish()
+    ours_s, trl_s = interleaved_blocks(lambda: learner.train_step(next(batches), loss_fn), pacer,
+                                       warmup_steps=s.warmup_steps, block_steps=s.block_steps, blocks=s.blocks,
+                                       label="sft_step")
 
     check = next(_batches(ours, s.batch_size, tokenizer.pad_token_id, seed=12345))
     trl_model = trainer.model.eval()
