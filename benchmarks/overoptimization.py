@@ -10,8 +10,8 @@ and ensembles (arXiv:2310.02743), small enough for 2 CPU cores.
   (mean − λ·var, λ = 0.5).
 - (a) Best-of-n for n = 1..64 from the SFT policy on 200 held-out prompts: the gold reward of the sample each
   proxy picks, against KL = log n − (n−1)/n.
-- (b) GRPO against each proxy (no verifier in the reward; reverse-KL β = 0.01 to the start), 200 steps, a point
-  every 50: gold reward and KL(π ‖ π_sft) of 2 sampled completions per held-out prompt (``loops/warp.
+- (b) GRPO against each proxy (no verifier in the reward; reverse-KL β = 0.05 to the start), 120 steps, a point
+  every 10: gold reward and KL(π ‖ π_sft) of 2 sampled completions per held-out prompt (``loops/warp.
   evaluate_interpolant``, whose reward is data.train's graded gold).
 Writes ``benchmarks/results/overoptimization.json``, ``overoptimization_bon.png`` and ``overoptimization_rl.png``;
 the table reports each proxy's peak gold, its final gold, and the drop between them.
@@ -33,6 +33,7 @@ NOISY_PAIRS = "prefs://arithmetic?digits=2&n=6000&split=train&gold=digits&noise=
 GOLD_TRAIN = "tasks://arithmetic?digits=2&ops=+&n=20000&split=train&reward=digits"
 GOLD_TEST = "tasks://arithmetic?digits=2&ops=+&n=200&split=test&reward=digits"
 UWO = {"name": "uwo", "lam": 0.5}
+RL_STEPS, RL_POINTS, RL_BETA = 120, 12, 0.05  # a checkpoint every 10 steps: the rise before the fall is visible
 
 
 def _proxies(members: list[Path]) -> dict[str, dict]:
@@ -94,7 +95,7 @@ def _rl(student: Path, proxies: dict[str, dict], steps: int) -> dict[str, list[d
     from alignrl.loops.warp import evaluate_interpolant
     from alignrl.models.loading import load_causal_lm
 
-    every = max(1, steps // 4)
+    every = max(1, steps // RL_POINTS)
     cfg = load_recipe(GRPO_RECIPE, [f"policy.path={student}", f"data.train={GOLD_TRAIN}", f"data.eval={GOLD_TEST}"])
     data = load_run_data(cfg)
     sft = load_causal_lm(student, key="policy").eval()
@@ -105,6 +106,7 @@ def _rl(student: Path, proxies: dict[str, dict], steps: int) -> dict[str, list[d
         assert main(["run", "--overwrite", "--no-progress", str(GRPO_RECIPE), f"name={run}", f"output_dir={RUNS}",
                      f"policy.path={student}", f"data.train={GOLD_TRAIN}", f"data.eval={GOLD_TEST}",
                      f"rewards=[{_json.dumps(spec)}]", "rollout.cpus_per_worker=0.25", "learner.cpus_per_worker=0.75",
+                     f"anchors=[{{model: init, divergence: reverse_kl, estimator: k3, coef: {RL_BETA}}}]",
                      f"train.steps={steps}", f"train.checkpoint_every={every}", f"train.eval_every={every}"]) == 0
         points = [start]
         for ckpt in sorted((RUNS / run / "checkpoints").glob("step_*")):
@@ -139,7 +141,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from benchmarks.warp_front import _student
 
     t0 = time.perf_counter()
-    ns, steps = ([1, 2, 4], 8) if quick else ([1, 2, 4, 8, 16, 32, 64], 200)
+    ns, steps = ([1, 2, 4], 8) if quick else ([1, 2, 4, 8, 16, 32, 64], RL_STEPS)
     student = _student()
     proxies = _proxies(_members())
     bon = _best_of_n(student, proxies, ns)
@@ -156,5 +158,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     _plot(rl_curves, "kl", "reward", RESULTS / f"overoptimization_rl{suffix}.png",
           f"GRPO against each proxy, {steps} steps (gold judged)", "√KL(π ‖ π_sft) per sequence")
     return {"section": "overoptimization", "quick": quick, "noise": 0.25, "uwo": UWO, "ns": ns, "rl_steps": steps,
+            "rl_beta": RL_BETA,
             "best_of_n": bon, "rl": rl, "bon_drop": bon_drop, "rl_drop": rl_drop, "wall_s": time.perf_counter() - t0,
             "machine": machine(), "versions": versions("vllm", "deepspeed", "ray", "torch", "transformers")}
