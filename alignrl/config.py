@@ -391,6 +391,9 @@ class RewardConfig:
                                  f"kind: {self.kind}")
         if self.kind == "ensemble" and len(self.paths) < 2:
             raise ValueError(f"an ensemble needs at least 2 paths, got {len(self.paths)}")
+        if self.kind != "ensemble" and (self.aggregate.name != "mean" or self.aggregate.params is not None):
+            raise ValueError(f"aggregate combines an ensemble's members; kind: {self.kind} has none (use kind: "
+                             "ensemble with paths)")
         if self.function is not None and ":" not in self.function:
             raise ValueError(f"function {self.function!r}: write path/to/file.py:function_name")
 

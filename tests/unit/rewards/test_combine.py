@@ -83,3 +83,7 @@ def test_reward_config_checks_its_keys():
         RewardConfig(kind="model", path="a", paths=("a", "b"))
     with pytest.raises(ValueError, match="file.py:function_name"):
         RewardConfig(kind="function", function="no_colon")
+    from alignrl.registry import Component
+
+    with pytest.raises(ValueError, match="aggregate combines an ensemble's members"):
+        RewardConfig(kind="model", path="a", aggregate=Component("wco", None))
