@@ -52,9 +52,7 @@ class LearnerWorker:
         return self.learner.member_state_dicts() if self.learner.rank == 0 else []
 
     def forward_logp_sums(self, shard: TokenBatch, anchor: str | None = None) -> torch.Tensor:
-        if anchor is not None:
-            return self.learner.forward_anchor_logp_sums(shard, anchor)
-        return self.learner.forward_logp_sums(shard)
+        return self.learner.forward_logp_sums(shard, anchor)
 
     def anchor_states(self) -> dict:
         states = self.learner.anchor_states()  # every rank calls in: under ZeRO-3 this gathers

@@ -175,13 +175,8 @@ class DeepSpeedLearner:
     def forward_values(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T) critic values aligned like token log-probs: V[:, t] = V(s_t) read at position t − 1 (the state
         before token t is chosen), 0 at position 0."""
-        engine = self.engine
-        engine.eval()
-        out = []
-        for start in range(0, len(batch), self.settings.micro_batch_size):
-            micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
-            out.append(value_predictions(engine, micro).float().cpu())
-        return torch.cat(out)
+        self.engine.eval()
+        return self._per_micro(batch, lambda micro: value_predictions(self.engine, micro))
 
     @torch.no_grad()
     def forward_scores(self, batch: TokenBatch, member: int | None = None) -> torch.Tensor:
@@ -191,38 +186,29 @@ class DeepSpeedLearner:
         engine.eval()
         if member is not None:
             engine.module.set_member(member)
-        out = []
-        for start in range(0, len(batch), self.settings.micro_batch_size):
-            micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
-            out.append(engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0].float().cpu())
-        return torch.cat(out)
+        return self._per_micro(
+            batch, lambda micro: engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits[:, 0])
 
     @torch.no_grad()
-    def forward_logp_sums(self, batch: TokenBatch) -> torch.Tensor:
-        """(B,) Σ_t log π_θ(x_t | x_<t) over each row's loss-mask tokens, with the current weights (float32, CPU)."""
+    def forward_logp_sums(self, batch: TokenBatch, anchor: str | None = None) -> torch.Tensor:
+        """(B,) Σ_t log π(x_t | x_<t) over each row's loss-mask tokens under the current policy, or under the hosted
+        ``anchor`` (a collective under ZeRO-3), float32 on CPU."""
         from alignrl.ops import token_logprobs
 
-        engine = self.engine
-        engine.eval()
-        out = []
-        for start in range(0, len(batch), self.settings.micro_batch_size):
-            micro = batch.slice(start, start + self.settings.micro_batch_size).to(engine.device)
-            logits = engine(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
-            out.append((token_logprobs(logits, micro.input_ids).float() * micro.loss_mask).sum(1).cpu())
-        return torch.cat(out)
+        self.engine.eval()
+        model = self.engine if anchor is None else self.anchors.models[anchor]
 
-    @torch.no_grad()
-    def forward_anchor_logp_sums(self, batch: TokenBatch, name: str) -> torch.Tensor:
-        """(B,) Σ_t log π_anchor(x_t | x_<t) over the loss mask for a hosted anchor (a collective under ZeRO-3)."""
-        from alignrl.ops import token_logprobs
-
-        model = self.anchors.models[name]
-        out = []
-        for start in range(0, len(batch), self.settings.micro_batch_size):
-            micro = batch.slice(start, start + self.settings.micro_batch_size).to(self.engine.device)
+        def sums(micro: TokenBatch) -> torch.Tensor:
             logits = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits
-            out.append((token_logprobs(logits, micro.input_ids).float() * micro.loss_mask).sum(1).cpu())
-        return torch.cat(out)
+            return (token_logprobs(logits, micro.input_ids).float() * micro.loss_mask).sum(1)
+
+        return self._per_micro(batch, sums)
+
+    def _per_micro(self, batch: TokenBatch, fn: Callable[[TokenBatch], torch.Tensor]) -> torch.Tensor:
+        """``fn`` on each micro-batch (on the engine's device), the float32 results concatenated on CPU."""
+        mbs = self.settings.micro_batch_size
+        return torch.cat([fn(batch.slice(start, start + mbs).to(self.engine.device)).float().cpu()
+                          for start in range(0, len(batch), mbs)])
 
     def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """A LoRA reward ensemble's members, each as a plain HF sequence-classifier state dict (CPU)."""
