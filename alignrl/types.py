@@ -37,6 +37,10 @@ class TokenBatch:
         """Rows ``start:stop`` (for micro-batches and data-parallel shards)."""
         return TokenBatch(self.input_ids[start:stop], self.attention_mask[start:stop], self.loss_mask[start:stop])
 
+    def select(self, index: torch.Tensor) -> "TokenBatch":
+        """Rows ``index`` (a 1-D long tensor; rows may repeat)."""
+        return TokenBatch(self.input_ids[index], self.attention_mask[index], self.loss_mask[index])
+
     def to(self, device: torch.device | str) -> "TokenBatch":
         return TokenBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask)))
 
@@ -63,6 +67,9 @@ class RolloutBatch:
 
     def slice(self, start: int, stop: int) -> "RolloutBatch":
         return RolloutBatch(self.tokens.slice(start, stop), {k: v[start:stop] for k, v in self.rows.items()})
+
+    def select(self, index: torch.Tensor) -> "RolloutBatch":
+        return RolloutBatch(self.tokens.select(index), {k: v[index] for k, v in self.rows.items()})
 
     def to(self, device: torch.device | str) -> "RolloutBatch":
         return RolloutBatch(self.tokens.to(device), {k: v.to(device) for k, v in self.rows.items()})

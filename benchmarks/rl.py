@@ -72,7 +72,7 @@ class RLSettings:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     lr_schedule: str = "constant, no warm-up"
-    optimizer: str = "AdamW (ours: DeepSpeed's torch AdamW, ZeRO 0; TRL: optim='adamw_torch')"
+    optimizer: str = "torch's fused AdamW (ours: under DeepSpeed ZeRO 0; TRL: optim='adamw_torch_fused', its default)"
     max_grad_norm: float = 1.0
     dtype: str = "float32"
     seed: int = 0
@@ -150,7 +150,7 @@ def trl_trainer(model_dir: Path, s: RLSettings):
         gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, num_generations=s.group_size,
         max_completion_length=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=0,
         beta=s.beta, use_bias_correction_kl=False, loss_type="dapo", scale_rewards="group", epsilon=s.clip_eps,
-        learning_rate=s.lr, optim="adamw_torch", adam_beta1=s.betas[0], adam_beta2=s.betas[1], adam_epsilon=1e-8,
+        learning_rate=s.lr, optim="adamw_torch_fused", adam_beta1=s.betas[0], adam_beta2=s.betas[1], adam_epsilon=1e-8,
         weight_decay=s.weight_decay, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=s.max_grad_norm,
         bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, use_vllm=False,
         max_steps=s.total_steps, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",

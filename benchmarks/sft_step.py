@@ -45,7 +45,7 @@ class SFTSettings:
     lr_schedule: str = "constant, no warm-up"
     max_grad_norm: float = 1.0
     dtype: str = "float32"
-    optimizer: str = "torch.optim.AdamW (TRL: optim='adamw_torch')"
+    optimizer: str = "torch.optim.AdamW(fused=True) (TRL: optim='adamw_torch_fused', its default)"
     loss: str = "token-mean NLL over completion tokens + EOS"
     seed: int = 0
     warmup_steps: int = 5
@@ -72,7 +72,7 @@ def _trl_trainer(model_dir: Path, raw: list, s: SFTSettings):
 
     config = SFTConfig(
         output_dir=str(BENCH_CACHE / "trl_sft_out"), per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=1, learning_rate=s.lr, optim="adamw_torch", adam_beta1=s.betas[0],
+        gradient_accumulation_steps=1, learning_rate=s.lr, optim="adamw_torch_fused", adam_beta1=s.betas[0],
         adam_beta2=s.betas[1], adam_epsilon=s.eps, weight_decay=s.weight_decay, lr_scheduler_type="constant",
         warmup_steps=0, max_grad_norm=s.max_grad_norm, bf16=False, fp16=False, use_cpu=True,
         gradient_checkpointing=False, max_steps=s.warmup_steps + s.blocks * s.block_steps,

@@ -10,7 +10,7 @@ import torch
 
 from alignrl.engine.deepspeed_learner import DeepSpeedLearner, LearnerSettings, LossFn
 from alignrl.errors import UserError
-from alignrl.types import TokenBatch
+from alignrl.types import RolloutBatch, TokenBatch
 
 
 class LearnerWorker:
@@ -53,6 +53,9 @@ class LearnerWorker:
 
     def forward_logp_sums(self, shard: TokenBatch, anchor: str | None = None) -> torch.Tensor:
         return self.learner.forward_logp_sums(shard, anchor)
+
+    def forward_pair_logp_sums(self, shard: RolloutBatch) -> torch.Tensor:
+        return self.learner.forward_pair_logp_sums(shard)
 
     def anchor_states(self) -> dict:
         states = self.learner.anchor_states()  # every rank calls in: under ZeRO-3 this gathers
@@ -159,6 +162,12 @@ class LearnerGroup:
         return torch.cat(self._call("forward_logp_sums", [(s, anchor) for s in _equal_shards(batch, len(self.workers))]
                                     ))[:len(batch)]
 
+    def forward_pair_logp_sums(self, batch: RolloutBatch) -> torch.Tensor:
+        """(P, 2) chosen and rejected log-prob sums of shared-prompt rows (``data/shared_prompt``), split over the
+        ranks."""
+        return torch.cat(self._call("forward_pair_logp_sums", [(s,) for s in _equal_shards(batch, len(self.workers))]
+                                    ))[:len(batch)]
+
     def member_state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """A LoRA reward ensemble's members as HF state dicts (rank 0's)."""
         return self._call("member_state_dicts", [()] * len(self.workers))[0]
@@ -197,11 +206,11 @@ def _died(ref: ray.ObjectRef) -> bool:
         return False
 
 
-def _equal_shards(batch: TokenBatch, n: int) -> list[TokenBatch]:
+def _equal_shards(batch: TokenBatch | RolloutBatch, n: int) -> list:
     """``batch`` in ``n`` equal contiguous shards, its last row repeated to fill the last one (callers drop the
     outputs past ``len(batch)``): every rank must run the same number of forwards, as ZeRO-3 gathers are collective."""
     size = -(-len(batch) // n)
     if size * n != len(batch):
         index = torch.cat([torch.arange(len(batch)), torch.full((size * n - len(batch),), len(batch) - 1)])
-        batch = TokenBatch(batch.input_ids[index], batch.attention_mask[index], batch.loss_mask[index])
+        batch = batch.select(index)
     return [batch.slice(i * size, (i + 1) * size) for i in range(n)]

@@ -121,11 +121,17 @@ class DeepSpeedLearner:
         no_decay = [p for n, p in trainable if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         groups = [g for g in groups if g["params"]]  # LoRA adapters have no 1-D weights
-        optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=s.betas)
+        # fused: one kernel over all tensors; on CPU 6x faster than the foreach default for 135M parameters, and
+        # HF Trainer's (so TRL's) default optimizer since torch 2.8
+        optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=s.betas, fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, s))
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(s)
         )
+        if s.world_size == 1 and s.zero_stage == 0:
+            # alone, the all-reduce is an identity, yet DeepSpeed still flattens, sends and copies back every
+            # gradient: 18 % of a DPO step of SmolLM2-135M on one CPU thread
+            self.engine.enable_backward_allreduce = False
         if moving_anchors:
             from alignrl.engine.moving_anchors import MovingAnchors, ShardedMovingAnchors
 
@@ -204,7 +210,16 @@ class DeepSpeedLearner:
 
         return self._per_micro(batch, sums)
 
-    def _per_micro(self, batch: TokenBatch, fn: Callable[[TokenBatch], torch.Tensor]) -> torch.Tensor:
+    @torch.no_grad()
+    def forward_pair_logp_sums(self, batch: RolloutBatch) -> torch.Tensor:
+        """(P, 2) log-prob sums of the chosen (column 0) and rejected (column 1) response of each shared-prompt row
+        (``data/shared_prompt``) under the current policy, float32 on CPU."""
+        from alignrl.data.shared_prompt import shared_prompt_token_logps
+
+        self.engine.eval()
+        return self._per_micro(batch, lambda micro: shared_prompt_token_logps(self.engine, micro)[1])
+
+    def _per_micro(self, batch: TokenBatch | RolloutBatch, fn: Callable) -> torch.Tensor:
         """``fn`` on each micro-batch (on the engine's device), the float32 results concatenated on CPU."""
         mbs = self.settings.micro_batch_size
         return torch.cat([fn(batch.slice(start, start + mbs).to(self.engine.device)).float().cpu()

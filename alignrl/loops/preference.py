@@ -27,6 +27,7 @@ import torch
 from alignrl.actors.cluster import ray_session
 from alignrl.actors.learner import LearnerGroup
 from alignrl.config import RunConfig
+from alignrl.data.shared_prompt import collate_shared_prompt
 from alignrl.data.sources import PreferenceExample, load_examples, load_preference_examples, task_of
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
@@ -72,7 +73,10 @@ def reference_spec(p: PreferenceJobParams, steps_per_round: int = 1) -> MovingAn
 
 
 def preference_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParams) -> LossOut:
-    """Sequence sums of log π_θ and log π_ref over each response, per pair (even rows chosen, odd rejected)."""
+    """Sequence sums of log π_θ and log π_ref over each response, per pair (even rows chosen, odd rejected, or one
+    shared-prompt row per pair)."""
+    if "segment" in micro.rows:
+        return _shared_prompt_micro_loss(model, micro, params)
     t = micro.tokens
     logits = model(input_ids=t.input_ids, attention_mask=t.attention_mask).logits
     mask = t.loss_mask
@@ -100,6 +104,22 @@ def preference_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParam
     return LossOut(out.loss, metrics)
 
 
+def _shared_prompt_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParams) -> LossOut:
+    """``preference_micro_loss`` on shared-prompt rows, against the cached reference sums ``ref_pair_sums``."""
+    from alignrl.data.shared_prompt import CHOSEN, REJECTED, shared_prompt_token_logps
+
+    _, sums = shared_prompt_token_logps(model, micro)
+    ref = micro.rows["ref_pair_sums"].float()
+    segment, mask = micro.rows["segment"], micro.tokens.loss_mask
+    lens = torch.stack([(mask & (segment == CHOSEN)).sum(1), (mask & (segment == REJECTED)).sum(1)], 1).float()
+    x = PreferenceInputs(logp_chosen=sums[:, 0], logp_rejected=sums[:, 1], logp_ref_chosen=ref[:, 0],
+                         logp_ref_rejected=ref[:, 1], len_chosen=lens[:, 0], len_rejected=lens[:, 1])
+    out = preference_job_loss(x, params, (-sums[:, 0] / lens[:, 0]).mean())
+    metrics = {**out.metrics, "logp_chosen": sums[:, 0].mean().detach(), "logp_rejected": sums[:, 1].mean().detach(),
+               "kl_ref": (sums - ref).mean().detach()}
+    return LossOut(out.loss, metrics)
+
+
 def best_worst_pairs(prompts: list[str], completions: list[str], rewards: torch.Tensor, k: int,
                      margin: float) -> list[PreferenceExample]:
     """Per prompt (k consecutive samples): its highest- and lowest-rewarded answers as (chosen, rejected), kept
@@ -114,13 +134,19 @@ def best_worst_pairs(prompts: list[str], completions: list[str], rewards: torch.
     return out
 
 
-def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int, ref_sums: torch.Tensor | None = None):
-    """Endless seeded batches of pairs; ``ref_sums`` (2·len(pairs),): cached reference sums, interleaved like rows."""
+def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int, ref_sums: torch.Tensor | None = None,
+             shared: bool = False):
+    """Endless seeded batches of pairs; ``ref_sums`` (2·len(pairs),): cached reference sums, interleaved like rows;
+    ``shared``: one shared-prompt row per pair (then ``ref_sums`` is required)."""
     if len(pairs) < batch_size:  # a round that kept few pairs: repeat them to fill a batch
         reps = -(-batch_size // len(pairs))
         pairs = pairs * reps
         ref_sums = ref_sums.repeat(reps) if ref_sums is not None else None
     for idx in shuffled_index_batches(len(pairs), batch_size, seed):
+        if shared:
+            batch = collate_shared_prompt([pairs[i] for i in idx], pad_id)
+            yield batch.with_rows(ref_pair_sums=ref_sums.view(-1, 2)[torch.as_tensor(idx)])
+            continue
         rows = {}
         if ref_sums is not None:
             rows["ref_logp_sum"] = torch.stack([ref_sums[2 * i + j] for i in idx for j in (0, 1)])
@@ -135,18 +161,21 @@ def cached_reference(p: PreferenceJobParams) -> bool:
 
 
 def reference_sums(group: LearnerGroup, pairs: list[Pair], pad_id: int, chunk: int = 256,
-                   anchor: str | None = None) -> torch.Tensor:
+                   anchor: str | None = None, shared: bool = False) -> torch.Tensor:
     """(2·P,) log-prob sums of chosen_0, rejected_0, chosen_1, ... under the group's current weights (before the
-    first step: the start), or under its hosted ``anchor``."""
+    first step: the start), or under its hosted ``anchor``; ``shared``: scored as shared-prompt rows."""
+    if shared:
+        return torch.cat([group.forward_pair_logp_sums(collate_shared_prompt(pairs[i:i + chunk], pad_id)).reshape(-1)
+                          for i in range(0, len(pairs), chunk)])
     return torch.cat([group.forward_logp_sums(collate_pairs(pairs[i:i + chunk], pad_id), anchor)
                       for i in range(0, len(pairs), chunk)])
 
 
 def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, p: PreferenceJobParams,
-                   cached_ref: torch.Tensor | None) -> dict[str, float]:
+                   cached_ref: torch.Tensor | None, shared: bool = False) -> dict[str, float]:
     """Held-out pairs: the share with ρ(y_w) > ρ(y_l) (ρ = log π_θ − log π_ref summed over the response), the mean
     margin, the chosen/rejected log-probs and, for sequence-level losses, the job's loss."""
-    policy = reference_sums(group, pairs, pad_id)
+    policy = reference_sums(group, pairs, pad_id, shared=shared)
     ref = cached_ref if cached_ref is not None else reference_sums(group, pairs, pad_id, anchor=REF)
     rho = policy - ref
     margin = rho[0::2] - rho[1::2]
@@ -189,8 +218,11 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
     tokenizer = load_tokenizer(model_dir)
     eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "eval.pairs")
     settings = learner_settings(cfg, model_dir)
-    settings = dataclasses.replace(settings, batch_size=2 * settings.batch_size,
-                                   micro_batch_size=2 * settings.micro_batch_size, total_steps=rounds * steps)
+    shared = p.shared_prompt and cached_reference(p)
+    rows_per_pair = 1 if shared else 2
+    settings = dataclasses.replace(settings, batch_size=rows_per_pair * settings.batch_size,
+                                   micro_batch_size=rows_per_pair * settings.micro_batch_size,
+                                   total_steps=rounds * steps)
     loss_fn = functools.partial(preference_micro_loss, params=p)
     tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
     final: dict = {}
@@ -210,7 +242,8 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
 
                 engine = _eval_engine(cfg, model_dir)
 
-            eval_ref = reference_sums(group, eval_tok, tokenizer.pad_token_id) if eval_tok and cached else None
+            eval_ref = reference_sums(group, eval_tok, tokenizer.pad_token_id, shared=shared) if eval_tok and cached \
+                else None
 
             def evaluate_now(step: int, state: dict | None) -> dict:
                 result = {}
@@ -219,7 +252,7 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                         engine.load_weights(list(state.items()))
                     result = run_eval(engine, data, cfg) or {}
                 if eval_tok:
-                    pair_metrics = evaluate_pairs(group, eval_tok, tokenizer.pad_token_id, p, eval_ref)
+                    pair_metrics = evaluate_pairs(group, eval_tok, tokenizer.pad_token_id, p, eval_ref, shared)
                     result = {**result, "metrics": {**result.get("metrics", {}), **pair_metrics}}
                 if result:
                     tracker.log(step, {f"eval/{k}": v for k, v in result["metrics"].items()}
@@ -235,8 +268,9 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                     pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
                 tokenized = tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train")
                 if cached and cached_sums is None:  # before the first step: the policy still is the reference
-                    cached_sums = reference_sums(group, tokenized, tokenizer.pad_token_id)
-                batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums)
+                    cached_sums = reference_sums(group, tokenized, tokenizer.pad_token_id, shared=shared)
+                batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums,
+                                   shared)
                 for step in range(r * steps + 1, (r + 1) * steps + 1):
                     train_and_log(group, next(batches), loss_fn, step, rounds * steps, cfg.train.log_every, tracker)
                     last = step == rounds * steps

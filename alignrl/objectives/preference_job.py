@@ -46,6 +46,11 @@ class PreferenceJobParams:
     ref_decay: float = 0.99
     ref_alpha: float = 0.6
     ref_sync_steps: int = 64
+    shared_prompt: bool = True
+    """Score each pair as one row with its prompt computed once for both responses, and vocabulary logits only
+    where a response token is predicted (``data/shared_prompt``; exact, 1.3-2x faster when prompts are long).
+    Used when the reference is cached (offline, frozen, sequence-level losses); other references score one row
+    per response."""
     rounds: int = 1
     """Iterations of train.steps steps each; with ``online``, each round trains on pairs sampled from the policy
     as it was when the round began."""

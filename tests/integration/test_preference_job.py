@@ -1,6 +1,7 @@
-"""Preference jobs on the real stack (Ray + DeepSpeed, tiny model): a frozen reference cached as sums takes the
-same steps as a hosted copy; TR-DPO's hard sync and iterative rounds move the hosted reference as the
-checkpoints show; online rounds sample, score and pair."""
+"""Preference jobs on the real stack (Ray + DeepSpeed, tiny model): a frozen reference cached as sums, with
+shared-prompt rows on two ranks, takes the same steps as a hosted copy with a row per response on one rank;
+TR-DPO's hard sync and iterative rounds move the hosted reference as the checkpoints show; online rounds sample,
+score and pair."""
 
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ eval: {{n: 8, k: 0, max_new_tokens: 3, pairs: "prefs://arithmetic?digits=2&n=16&
 
 def test_cached_frozen_reference_equals_a_hosted_one_and_tr_dpo_hard_sync_copies_the_policy(tmp_path, tiny_model_dir):
     init = load_hf_weights(tiny_model_dir)
-    # frozen + sequence-level loss: the reference sums are computed once, no reference copy is hosted
-    ref, policy, cached = _run(tmp_path, tiny_model_dir, "frozen", "{name: preference, loss: {name: dpo, beta: 0.1}}")
+    # frozen + sequence-level loss: the reference sums are computed once, no reference copy is hosted, and each pair
+    # is one shared-prompt row; here on two data-parallel learner ranks
+    ref, policy, cached = _run(tmp_path, tiny_model_dir, "frozen", "{name: preference, loss: {name: dpo, beta: 0.1}}"
+                               "\nlearner: {workers: 2, micro_batch_size: 4, lr: 1.0e-3, cpus_per_worker: 1}")
     assert ref is None and any(not torch.equal(policy[k], init[k]) for k in init)
-    # the same run with a hosted reference that never moves (an EMA with decay 1) takes the same steps
+    # the same run on one rank, one row per response, with a hosted reference that never moves (an EMA with decay 1)
+    # takes the same steps
     ref, _, hosted = _run(tmp_path, tiny_model_dir, "hosted",
                           "{name: preference, loss: {name: dpo, beta: 0.1}, reference: ema, ref_decay: 1.0}")
     assert all(torch.equal(ref[k], init[k]) for k in init)
