@@ -140,7 +140,13 @@ class TrainConfig:
     batch_size: int = 32
     """Sequences per optimizer step over all workers (= workers * micro_batch_size * accumulation)."""
     max_length: int = 128
-    """Prompt + completion tokens; longer examples are cut from the left of the prompt."""
+    """Prompt + completion tokens; longer examples are fitted by ``truncation``."""
+    truncation: Literal["prompt_left", "keep_start", "error"] = "prompt_left"
+    """prompt_left: drop prompt tokens from the left, never cut a completion (one that alone is too long is an
+    error); keep_start: keep the first max_length tokens, cutting the completion's end (TRL's default); error:
+    refuse any example over max_length. SFT, preference and reward-model data."""
+    max_prompt_length: int | None = None
+    """Keep only the prompt's last N tokens before fitting to max_length (TRL's former max_prompt_length)."""
     log_every: int = 10
     eval_every: int = 0
     """Evaluate on data.eval every N steps (0: only at the end)."""
@@ -154,6 +160,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+        if self.max_prompt_length is not None and not 1 <= self.max_prompt_length < self.max_length:
+            raise ValueError(f"max_prompt_length must be in [1, max_length), got {self.max_prompt_length}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -216,7 +216,8 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
     run_dir = create_run_dir(cfg, overwrite=overwrite)
     model_dir = prepare_policy(cfg, run_dir)
     tokenizer = load_tokenizer(model_dir)
-    eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "eval.pairs")
+    fit = (cfg.train.truncation, cfg.train.max_prompt_length)
+    eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "eval.pairs", *fit)
     settings = learner_settings(cfg, model_dir)
     shared = p.shared_prompt and cached_reference(p)
     rows_per_pair = 1 if shared else 2
@@ -266,7 +267,7 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
             for r in range(rounds):
                 if p.online:
                     pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
-                tokenized = tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train")
+                tokenized = tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train", *fit)
                 if cached and cached_sums is None:  # before the first step: the policy still is the reference
                     cached_sums = reference_sums(group, tokenized, tokenizer.pad_token_id, shared=shared)
                 batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums,

@@ -66,20 +66,24 @@ def build_reward_init(backbone_dir: Path, out_dir: Path, seed: int) -> Path:
     return out_dir
 
 
-def tokenize_side(tokenizer, ex: PreferenceExample, side: str, max_length: int) -> TokenizedExample:
+def tokenize_side(tokenizer, ex: PreferenceExample, side: str, max_length: int, truncation: str = "prompt_left",
+                  max_prompt_length: int | None = None) -> TokenizedExample:
     """prompt + chosen (or rejected) as the reward model scores it (``data.collate.tokenize_scored``)."""
     return tokenize_scored(tokenizer, ex.prompt, getattr(ex, side), max_length, prompt_messages=ex.prompt_messages,
-                           completion_messages=getattr(ex, f"{side}_messages"))
+                           completion_messages=getattr(ex, f"{side}_messages"), truncation=truncation,
+                           max_prompt_length=max_prompt_length)
 
 
-def tokenize_pairs(tokenizer, pairs: list[PreferenceExample], max_length: int, key: str) -> list[Pair]:
+def tokenize_pairs(tokenizer, pairs: list[PreferenceExample], max_length: int, key: str,
+                   truncation: str = "prompt_left", max_prompt_length: int | None = None) -> list[Pair]:
+    """Each pair's chosen and rejected side tokenized and fitted to ``max_length`` (``data.collate.truncate``)."""
     out = []
     for i, ex in enumerate(pairs):
         try:
-            out.append((tokenize_side(tokenizer, ex, "chosen", max_length), tokenize_side(tokenizer, ex, "rejected",
-                                                                                           max_length)))
+            out.append(tuple(tokenize_side(tokenizer, ex, side, max_length, truncation, max_prompt_length)
+                             for side in ("chosen", "rejected")))
         except ValueError as err:
-            raise UserError(f"{key} pair {i}: {err}; raise train.max_length") from None
+            raise UserError(f"{key} pair {i}: {err}; raise train.max_length or change train.truncation") from None
     return out
 
 
@@ -185,8 +189,9 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
     rm_dir = build_reward_init(backbone, run_dir / "init_rm", cfg.seed)
     tokenizer = load_tokenizer(rm_dir)
     pad = tokenizer.pad_token_id
-    train_tok = tokenize_pairs(tokenizer, train_pairs, cfg.train.max_length, "data.train")
-    eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "data.eval")
+    fit = (cfg.train.truncation, cfg.train.max_prompt_length)
+    train_tok = tokenize_pairs(tokenizer, train_pairs, cfg.train.max_length, "data.train", *fit)
+    eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "data.eval", *fit)
     batches = _batches(train_tok, cfg.train.batch_size, pad, cfg.seed)
     params: BradleyTerryParams = cfg.algorithm.params
     lora_members = params.members if cfg.learner.lora is not None else 0  # 0: a full model, no LoRA

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alignrl.actors.cluster import ray_session
 from alignrl.actors.learner import LearnerGroup
-from alignrl.config import RunConfig
+from alignrl.config import RunConfig, TrainConfig
 from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
 from alignrl.errors import UserError
 from alignrl.loops.common import (
@@ -41,13 +41,15 @@ def sft_micro_loss(model, batch: TokenBatch, params: SFTParams) -> LossOut:
     return sft_loss(token_logprobs(logits, batch.input_ids), batch.loss_mask, params)
 
 
-def _tokenize_all(tokenizer, data: RunData, max_length: int) -> list[TokenizedExample]:
+def _tokenize_all(tokenizer, data: RunData, train: TrainConfig) -> list[TokenizedExample]:
     out = []
     for i, ex in enumerate(data.train):
         try:
-            out.append(tokenize_sft(tokenizer, ex.prompt, ex.completion, max_length))
+            out.append(tokenize_sft(tokenizer, ex.prompt, ex.completion, train.max_length, train.truncation,
+                                    train.max_prompt_length))
         except ValueError as err:
-            raise UserError(f"data.train example {i}: {err}; raise train.max_length") from None
+            raise UserError(f"data.train example {i}: {err}; raise train.max_length or change train.truncation"
+                            ) from None
     return out
 
 
@@ -73,7 +75,7 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
     run_dir = create_run_dir(cfg, overwrite=overwrite)
     model_dir = prepare_policy(cfg, run_dir)
     tokenizer = load_tokenizer(model_dir)
-    batches = _batches(_tokenize_all(tokenizer, data, cfg.train.max_length), cfg.train.batch_size,
+    batches = _batches(_tokenize_all(tokenizer, data, cfg.train), cfg.train.batch_size,
                        tokenizer.pad_token_id, cfg.seed)
     loss_fn = functools.partial(sft_micro_loss, params=cfg.algorithm.params)
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
