@@ -492,7 +492,7 @@ def _check_rewards(cfg: RunConfig, origins: Origins) -> None:
 
 
 def _check_preference(cfg: RunConfig, origins: Origins) -> None:
-    from alignrl.objectives.preference_job import OFFLINE
+    from alignrl.objectives.preference_job import OFFLINE, TOKEN_LEVEL
 
     p = cfg.algorithm.params
     for i, name in enumerate([p.loss.name] + [e.loss.name for e in p.extra_losses]):
@@ -500,6 +500,17 @@ def _check_preference(cfg: RunConfig, origins: Origins) -> None:
             key = "algorithm.loss" if i == 0 else f"algorithm.extra_losses[{i - 1}].loss"
             fail(key, origins, f"{name} needs inputs an offline preference job does not have (a previous iterate, a "
                  f"teacher, rewards or K samples per prompt); offline losses: {', '.join(OFFLINE)}")
+    names = [p.loss.name] + [e.loss.name for e in p.extra_losses]
+    if "dpkd" in names and p.reference != "model":
+        fail("algorithm.reference", origins, "dpkd measures the student against its teacher: set reference: model "
+             "and reference_paths: [TEACHER_FOLDER]")
+    if p.reference == "model" and any(n in TOKEN_LEVEL for n in names):
+        fail("algorithm.reference", origins, "tdpo1/tdpo2 need the reference's full distribution at every token, "
+             "which a model reference (scored once into sums) does not keep; use reference: frozen, ema or tr_dpo")
+    for i, path in enumerate(p.reference_paths):
+        problem = model_dir_problem(Path(path))
+        if problem:
+            fail(f"algorithm.reference_paths[{i}]", origins, f"{path} {problem}. {MAKE_A_MODEL}")
     if p.online and not cfg.data.train.startswith(SCHEME):
         fail("data.train", origins, "online preference rounds sample answers to a task's prompts and score them: give "
              "tasks://NAME?...")

@@ -96,7 +96,8 @@ def preference_micro_loss(model, micro: RolloutBatch, params: PreferenceJobParam
         kl = torch.nn.functional.pad(kl, (1, 0))
         token = {"kl_chosen": kl[0::2], "mask_chosen": mask[0::2], "kl_rejected": kl[1::2], "mask_rejected": mask[1::2]}
     x = PreferenceInputs(logp_chosen=sums[0::2], logp_rejected=sums[1::2], logp_ref_chosen=ref_sums[0::2],
-                         logp_ref_rejected=ref_sums[1::2], len_chosen=lens[0::2], len_rejected=lens[1::2], **token)
+                         logp_ref_rejected=ref_sums[1::2], len_chosen=lens[0::2], len_rejected=lens[1::2],
+                         logp_teacher_chosen=ref_sums[0::2], logp_teacher_rejected=ref_sums[1::2], **token)
     nll = (-sums[0::2] / lens[0::2]).mean()
     out = preference_job_loss(x, params, nll)
     metrics = {**out.metrics, "logp_chosen": sums[0::2].mean().detach(), "logp_rejected": sums[1::2].mean().detach(),
@@ -113,7 +114,8 @@ def _shared_prompt_micro_loss(model, micro: RolloutBatch, params: PreferenceJobP
     segment, mask = micro.rows["segment"], micro.tokens.loss_mask
     lens = torch.stack([(mask & (segment == CHOSEN)).sum(1), (mask & (segment == REJECTED)).sum(1)], 1).float()
     x = PreferenceInputs(logp_chosen=sums[:, 0], logp_rejected=sums[:, 1], logp_ref_chosen=ref[:, 0],
-                         logp_ref_rejected=ref[:, 1], len_chosen=lens[:, 0], len_rejected=lens[:, 1])
+                         logp_ref_rejected=ref[:, 1], len_chosen=lens[:, 0], len_rejected=lens[:, 1],
+                         logp_teacher_chosen=ref[:, 0], logp_teacher_rejected=ref[:, 1])
     out = preference_job_loss(x, params, (-sums[:, 0] / lens[:, 0]).mean())
     metrics = {**out.metrics, "logp_chosen": sums[:, 0].mean().detach(), "logp_rejected": sums[:, 1].mean().detach(),
                "kl_ref": (sums - ref).mean().detach()}
@@ -154,10 +156,22 @@ def _batches(pairs: list[Pair], batch_size: int, pad_id: int, seed: int, ref_sum
 
 
 def cached_reference(p: PreferenceJobParams) -> bool:
-    """An offline job with a frozen reference and sequence-level losses needs only each response's log-prob sum
-    under the start: it is computed once and kept with the data (no reference copy in memory, no reference forward
-    per step; TRL's precompute_ref_log_probs)."""
-    return p.reference == "frozen" and not p.online and not any(n in TOKEN_LEVEL for n in loss_names(p))
+    """A reference that does not move during a round of pairs, with sequence-level losses, is needed only as each
+    response's log-prob sum: computed once per round of pairs and kept with the data (no reference copy in memory,
+    no reference forward per step; TRL's precompute_ref_log_probs). That is an offline frozen start, or a fixed
+    other model (``reference: model``, a teacher or a soup)."""
+    fixed = (p.reference == "frozen" and not p.online) or p.reference == "model"
+    return fixed and not any(n in TOKEN_LEVEL for n in loss_names(p))
+
+
+def scored_sums(scorer, pairs: list[Pair], pad_id: int, chunk: int = 256) -> torch.Tensor:
+    """(2·P,) log-prob sums of chosen_0, rejected_0, ... under a ScorerWorker's model (a teacher or a soup)."""
+    out = []
+    for i in range(0, len(pairs), chunk):
+        batch = collate_pairs(pairs[i:i + chunk], pad_id)
+        logp = scorer.get(scorer.logprobs_async(batch), "reference log-probs")
+        out.append((logp * batch.loss_mask).sum(1))
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def reference_sums(group: LearnerGroup, pairs: list[Pair], pad_id: int, chunk: int = 256,
@@ -185,7 +199,8 @@ def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, p: Prefe
     if not any(n in TOKEN_LEVEL for n in loss_names(p)):
         lens = torch.tensor([float(len(side.ids) - side.n_prompt) for pair in pairs for side in pair])
         x = PreferenceInputs(logp_chosen=policy[0::2], logp_rejected=policy[1::2], logp_ref_chosen=ref[0::2],
-                             logp_ref_rejected=ref[1::2], len_chosen=lens[0::2], len_rejected=lens[1::2])
+                             logp_ref_rejected=ref[1::2], len_chosen=lens[0::2], len_rejected=lens[1::2],
+                             logp_teacher_chosen=ref[0::2], logp_teacher_rejected=ref[1::2])
         out["loss"] = float(preference_job_loss(x, p, (-policy[0::2] / lens[0::2]).mean()).loss)
     return out
 
@@ -227,12 +242,31 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
     loss_fn = functools.partial(preference_micro_loss, params=p)
     tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
     final: dict = {}
+    if p.reference == "model":
+        from alignrl.models.loading import check_same_tokenizer
+
+        for i, path in enumerate(p.reference_paths):
+            try:
+                check_same_tokenizer(model_dir, path)
+            except UserError as err:
+                raise UserError(f"algorithm.reference_paths[{i}] ({path}): {err}") from None
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         cached, cached_sums = cached_reference(p), None
         group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker,
                              moving_anchors=None if cached else [reference_spec(p, steps)])
-        rollout = rewarder = engine = None
+        rollout = rewarder = engine = scorer = None
         try:
+            if p.reference == "model":  # scores while the learner waits: no CPU of its own
+                from alignrl.actors.scorer import Scorer
+
+                scorer = Scorer("reference", list(p.reference_paths), cpus=0.0, micro_batch_size=2 * cfg.learner.
+                                micro_batch_size, weights=list(p.reference_weights) if p.reference_weights else None)
+
+            def fixed_reference_sums(tokenized: list[Pair]) -> torch.Tensor:
+                if scorer is not None:
+                    return scored_sums(scorer, tokenized, tokenizer.pad_token_id)
+                return reference_sums(group, tokenized, tokenizer.pad_token_id, shared=shared)
+
             if p.online:
                 rollout, rewarder = _start_sampling(cfg, model_dir)
                 from alignrl.loops.online_rl import RemoteEngine
@@ -243,8 +277,7 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
 
                 engine = _eval_engine(cfg, model_dir)
 
-            eval_ref = reference_sums(group, eval_tok, tokenizer.pad_token_id, shared=shared) if eval_tok and cached \
-                else None
+            eval_ref = fixed_reference_sums(eval_tok) if eval_tok and cached else None
 
             def evaluate_now(step: int, state: dict | None) -> dict:
                 result = {}
@@ -268,8 +301,11 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                 if p.online:
                     pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
                 tokenized = tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train", *fit)
-                if cached and cached_sums is None:  # before the first step: the policy still is the reference
-                    cached_sums = reference_sums(group, tokenized, tokenizer.pad_token_id, shared=shared)
+                if cached and (cached_sums is None or p.online):  # frozen: before the first step, the policy still
+                    cached_sums = fixed_reference_sums(tokenized)  # is the reference; a model: each round's pairs
+                if scorer is not None and not p.online:
+                    scorer.shutdown()  # every sum is in hand: free its memory for training
+                    scorer = None
                 batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums,
                                    shared)
                 for step in range(r * steps + 1, (r + 1) * steps + 1):
@@ -290,6 +326,8 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
             tracker.close()
+            if scorer is not None:
+                scorer.shutdown()
             if engine is not None and rollout is None:
                 engine.close()
             if rewarder is not None:

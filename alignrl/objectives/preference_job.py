@@ -19,8 +19,9 @@ from alignrl.objectives.preference_base import PreferenceInputs
 from alignrl.registry import PREFERENCE_LOSSES, TRAIN_LOSSES, Component
 from alignrl.types import LossOut
 
-OFFLINE = ("dpo", "cdpo", "robust_dpo", "ipo", "hinge", "f_dpo", "h_dpo", "simpo", "tdpo1", "tdpo2")
-"""Losses an offline job can feed: policy and reference sums (and, for TDPO, per-token KL to the reference)."""
+OFFLINE = ("dpo", "cdpo", "robust_dpo", "ipo", "hinge", "f_dpo", "h_dpo", "simpo", "tdpo1", "tdpo2", "dpkd")
+"""Losses an offline job can feed: policy and reference sums (and, for TDPO, per-token KL to the reference; for
+DPKD, the teacher's sums: the reference must be ``model``)."""
 TOKEN_LEVEL = ("tdpo1", "tdpo2")  # need the reference's full distributions
 
 
@@ -39,10 +40,14 @@ class PreferenceJobParams:
     """More losses added with their weights (``loss`` has weight 1)."""
     nll_weight: float = 0.0
     """λ_nll ≥ 0: RPO's length-normalized NLL on the chosen responses (TRL's rpo_alpha)."""
-    reference: Literal["frozen", "ema", "tr_dpo", "previous_round"] = "frozen"
+    reference: Literal["frozen", "ema", "tr_dpo", "previous_round", "model"] = "frozen"
     """frozen: the starting policy; ema: an EMA of the policy (``ref_decay``); tr_dpo: soft sync every
     ``ref_sync_steps`` with weight ``ref_alpha`` (α = 1: hard copy); previous_round: the policy as it was when
-    the current round began (iterative DPO, DNO/INPO)."""
+    the current round began (iterative DPO, DNO/INPO); model: another model, fixed (``reference_paths``: one
+    folder, e.g. a teacher for DPKD, or several averaged into a soup with ``reference_weights``), scored once per
+    round of pairs by a ScorerWorker."""
+    reference_paths: tuple[str, ...] = ()
+    reference_weights: tuple[float, ...] | None = None
     ref_decay: float = 0.99
     ref_alpha: float = 0.6
     ref_sync_steps: int = 64
@@ -63,6 +68,12 @@ class PreferenceJobParams:
     pair_margin: float = 0.0
 
     def __post_init__(self) -> None:
+        if (self.reference == "model") != bool(self.reference_paths):
+            raise ValueError("reference: model needs reference_paths (a model folder, or several for a soup), and "
+                             "reference_paths needs reference: model")
+        if self.reference_weights is not None and len(self.reference_weights) != len(self.reference_paths):
+            raise ValueError(f"reference_weights has {len(self.reference_weights)} entries for "
+                             f"{len(self.reference_paths)} reference_paths")
         if self.nll_weight < 0:
             raise ValueError(f"nll_weight must be >= 0, got {self.nll_weight}")
         if self.rounds < 1 or self.samples_per_prompt < 2 or self.prompts_per_round < 1:

@@ -110,3 +110,61 @@ def test_lora_policy_with_a_tr_dpo_reference(tmp_path, tiny_model_dir):
     assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
     assert [r["step"] for r in rows if "eval/pair_margin" in r] == [0, 4]
     assert ref is not None  # the hosted reference (a copy of the adapted model) was checkpointed
+
+
+def _sums(model, pairs):
+    from alignrl.loops.reward_model import collate_pairs
+    from alignrl.ops import token_logprobs
+
+    batch = collate_pairs(pairs, pad_id=0)
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return (token_logprobs(logits, batch.input_ids) * batch.loss_mask).sum(1)
+
+
+def test_dpkd_with_a_teacher_and_dpo_with_a_soup_reference(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from alignrl.data.sources import load_preference_examples
+    from alignrl.loops.reward_model import tokenize_pairs
+    from alignrl.models.loading import load_tokenizer
+    from alignrl.models.tiny import build_tiny_model
+
+    teachers = [build_tiny_model(tmp_path / f"teacher{i}", seed=i + 1) for i in range(2)]
+    _, _, dpkd = _run(tmp_path, tiny_model_dir, "dpkd",
+                      f"{{name: preference, loss: dpkd, reference: model, reference_paths: [{teachers[0]}]}}")
+    _, _, soup = _run(tmp_path, tiny_model_dir, "soup",
+                      f"{{name: preference, loss: dpo, reference: model, reference_paths: [{teachers[0]}, "
+                      f"{teachers[1]}], reference_weights: [0.25, 0.75]}}")
+    # before the first step the held-out margin is that of log π_start − log π_ref, with π_ref the teacher or the
+    # 0.25/0.75 average of the two teachers' weights
+    tok = load_tokenizer(tiny_model_dir)
+    pairs = tokenize_pairs(tok, load_preference_examples("prefs://arithmetic?digits=2&n=16&split=test&gold=exact")[:8],
+                           16, "pairs")
+    load = lambda d: AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()  # noqa: E731
+    start, t0, t1 = load(tiny_model_dir), load(teachers[0]), load(teachers[1])
+    t1.load_state_dict({k: 0.25 * v + 0.75 * t1.state_dict()[k] for k, v in t0.state_dict().items()})
+    for rows, reference in ((dpkd, t0), (soup, t1)):
+        rho = _sums(start, pairs) - _sums(reference, pairs)
+        first = next(r for r in rows if "eval/pair_margin" in r)
+        margin = rho[0::2] - rho[1::2]
+        assert first["step"] == 0 and float(rho.abs().mean()) > 0.1  # the reference is not the start
+        assert first["eval/pair_margin"] == pytest.approx(float(margin.mean()), abs=1e-4)
+        assert first["eval/pair_accuracy"] == pytest.approx(float((margin > 0).float().mean()))
+    assert [r["train/loss/dpkd"] for r in dpkd if "train/loss/dpkd" in r][0] > 0
+
+
+def test_a_reference_model_with_another_tokenizer_is_refused(tmp_path, tiny_model_dir):
+    from alignrl.models.tiny import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other", chars="0123456789+=")
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(f"""\
+name: bad
+policy: {{path: {tiny_model_dir}}}
+algorithm: {{name: preference, loss: dpkd, reference: model, reference_paths: [{other}]}}
+data: {{train: "prefs://arithmetic?digits=2&n=200&split=train&gold=exact"}}
+train: {{steps: 2, batch_size: 8, max_length: 16}}
+""")
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "--no-progress"]) == 2
+    assert not (tmp_path / "bad" / "checkpoints").exists()
