@@ -6,8 +6,10 @@ pair. The learner adds the reference's per-token log-probs (and, for TDPO, its l
 ``preference_micro_loss`` sums both over the response tokens and applies ``objectives.preference_job``. After
 each optimizer step the reference follows its rule: frozen (never moves), ema, or tr_dpo (soft sync every τ
 steps). Held-out greedy accuracy on ``data.eval`` (a tasks:// URI) uses the same evaluation engine as SFT.
-Losses that need inputs an offline job does not have (a previous iterate, a teacher, rewards, K samples) are
-refused at recipe load.
+``reference: model`` makes another model (a teacher, for DPKD; or a soup of several) the fixed reference, scored
+once per round of pairs by a ScorerWorker. With a cached reference (offline frozen, or a model) each pair is one
+shared-prompt row (``data/shared_prompt``). Losses that need inputs an offline job does not have (a previous
+iterate, rewards, K samples) are refused at recipe load.
 
 Iterative / online DPO (``online: true``, DNO / INPO style): each of ``rounds`` rounds samples K answers per
 prompt with the rollout workers (holding the policy as the round began), scores them with the recipe's
