@@ -205,11 +205,16 @@ class RolloutConfig:
     placement: Literal["separate", "colocated"] = "separate"
     """separate: rollout and learner actors get their own resources; colocated: rollout worker i shares
     learner worker i's placement-group bundle (they take turns)."""
+    max_staleness: int = 0
+    """Asynchronous rollout: the rollout workers generate (and the scorers score) the batches of up to this many
+    future steps while the learner trains, so a batch may have been sampled by weights up to this many updates
+    old (``train/staleness`` logs it). 0: synchronous, exactly on-policy. Stale batches are corrected by the
+    PPO clip around the sampling weights, or, with algorithm.tis_cap, by decoupled PPO with truncated importance
+    weights (``algorithm.tis_level`` token | sequence; ``train/tis_*`` logs them). The pipeline drains before
+    eval and checkpoint steps, so those and a resumed run see freshly synced weights. Needs placement:
+    separate (colocated actors take turns anyway)."""
     overlap: bool = False
-    """Generate (and score) step k+1's batch while the learner trains on step k's: the batch is then one
-    step off-policy (sampled by the weights before step k's update; the PPO ratio uses the rollout's
-    log-probs as π_old). The pipeline drains before eval and checkpoint steps, so those and a resumed
-    run see freshly synced weights. Needs placement: separate (colocated actors take turns anyway)."""
+    """Shorthand for max_staleness: 1 (generate step k+1's batch while step k trains)."""
 
     skd_top_k: int = 0
     """Speculative KD sampling for distillation runs (SKD, Xu et al. 2024): the student proposes each token and
@@ -217,15 +222,22 @@ class RolloutConfig:
     teacher's top skd_top_k. 0 = off. Runs on the hf engine (vLLM's sampler cannot consult a teacher per
     token): one extra teacher forward per generated token."""
 
+    @property
+    def staleness_bound(self) -> int:
+        """How many steps ahead the rollout may run: max_staleness, at least 1 with overlap."""
+        return max(self.max_staleness, 1 if self.overlap else 0)
+
     def __post_init__(self) -> None:
         if self.skd_top_k < 0:
             raise ValueError(f"skd_top_k must be >= 0 (0 = off), got {self.skd_top_k}")
         if self.skd_top_k and self.engine != "hf":
             raise ValueError("skd_top_k needs engine: hf (the teacher must see every decoding step; vLLM's sampler "
                              "cannot consult it)")
-        if self.overlap and self.placement == "colocated":
-            raise ValueError("overlap needs placement: separate (colocated rollout and learner share their CPUs "
-                             "and take turns, so there is nothing to overlap)")
+        if self.max_staleness < 0:
+            raise ValueError(f"max_staleness must be >= 0 (0: synchronous), got {self.max_staleness}")
+        if self.staleness_bound and self.placement == "colocated":
+            raise ValueError("overlap / max_staleness need placement: separate (colocated rollout and learner share "
+                             "their CPUs and take turns, so there is nothing to overlap)")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.max_new_tokens < 1:

@@ -64,11 +64,15 @@ MIB = 1 << 20
 # ---- the learner-side loss (runs in LearnerWorker processes; module-level so it pickles) -----------------
 
 def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: tuple[AnchorTerm, ...],
-                  on_policy: bool, sampled: bool = True) -> LossOut:
+                  on_policy: bool, sampled: bool = True, stale: bool = False) -> LossOut:
     """Forward one micro-batch and apply ``online_rl_loss``; also reports the rollout/learner mismatch.
 
     ``sampled`` False: the responses are dataset completions (distillation with λ < 1), which have no
-    rollout log-probs: no TIS, no mismatch metric."""
+    rollout log-probs: no TIS, no mismatch metric. ``stale``: the first update on a batch that older weights
+    sampled (asynchronous rollout); with ``tis_cap`` it is decoupled PPO (Hilton et al. 2021, arXiv:2110.00641;
+    AReaL, arXiv:2505.24298): π_old is the learner's current π_θ (the proximal policy, ratio 1 at the start)
+    and the truncated weight min(π_θ/π_rollout, C) corrects for the sampling weights; without it, π_old is the
+    rollout's log-probs and the clip alone bounds the step."""
     tokens = micro.tokens
     logits = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
     logp = token_logprobs(logits, tokens.input_ids)
@@ -77,9 +81,11 @@ def rl_micro_loss(model, micro: RolloutBatch, params: OnlineRLParams, anchors: t
     logp_rollout = rows["logp_rollout"]
     # One update per batch: π_old is the learner's own π_θ (ratio exactly 1); later updates use the
     # rollout engine's log-probs as π_old (what generated the samples).
-    rows["logp_old"] = logp.detach() if on_policy else logp_rollout
+    decoupled = stale and params.tis_cap is not None
+    rows["logp_old"] = logp.detach() if on_policy or decoupled else logp_rollout
     if params.tis_cap is not None and sampled:
-        rows["tis"], tis_metrics = tis_weights(logp.detach(), logp_rollout, mask, TISParams(cap=params.tis_cap))
+        rows["tis"], tis_metrics = tis_weights(logp.detach(), logp_rollout, mask,
+                                               TISParams(cap=params.tis_cap, level=params.tis_level))
     else:
         tis_metrics = {}
     need_logits = params.entropy_coef > 0 or any(a.estimator in ("full", "topk") for a in anchors)
@@ -329,7 +335,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             extra_bundle={"CPU": rc.cpus_per_worker} if colocated else None,
         )
         rollout = scorers = critic = rewarder = None
-        prefetch = RolloutPrefetch() if rc.overlap else None
+        prefetch = RolloutPrefetch(version=first_step - 1, in_order=rc.staleness_bound == 1) \
+            if rc.staleness_bound else None
         try:
             if p.advantage == "gae":
                 critic = LearnerGroup(
@@ -374,7 +381,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 # run resumed from a checkpoint starts exactly as the uninterrupted run went on.
                 metrics = _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
                                     adv_entry, adv_params, sampling, critic, adaptive_now, prefetch=prefetch,
-                                    prefetch_next=not (last or evals or saves), taid_now=taid_now)
+                                    prefetch_until=_prefetch_until(step, cfg, bool(data.eval)), taid_now=taid_now)
                 check_finite(step, metrics)
                 tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
                             | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
@@ -527,55 +534,132 @@ def _gold(prompts: list[Example], g: int, rewarder: RewardSet, tokenizer) -> tup
 
 
 class RolloutPrefetch:
-    """rollout.overlap: the next step's ``_collect`` runs in a driver thread while this step trains.
+    """Asynchronous rollout (rollout.max_staleness = k ≥ 1; overlap: k = 1): the batches of up to k future steps
+    are collected, in step order, by one driver thread while the learner trains.
 
-    The learner's weights reach the rollout workers only after that generation is done, so the prefetched
-    batch is sampled by the weights before this step's update (one step off-policy).
+    The rollout workers hold one set of weights at a time: a generation has them to itself from its start until it
+    has left the workers, and so does a weight sync, so a sync never lands mid-generation. ``version`` counts the
+    syncs (the policy version the workers hold); each batch records the version it was generated with, and a batch
+    trained at step t that version v sampled is t − 1 − v steps stale (0: on-policy). Queueing at most k steps
+    ahead bounds that by k.
+
+    ``in_order`` (k = 1): a sync waits until every queued batch is generated, so a batch is always sampled by the
+    weights current when it was queued: step t + 1's batch, queued at step t, is exactly 1 stale, and a run is
+    reproducible (and resumable) bit for bit. Otherwise (k ≥ 2) a waiting sync goes before the next queued
+    generation: the generator runs ahead as the learner allows, staleness is 0 to k depending on timing, and runs
+    are not bit-reproducible (as in AReaL or verl's fully asynchronous mode).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, version: int = 0, in_order: bool = True) -> None:
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alignrl-rollout-prefetch")
-        self._pending = None
+        self._pending: dict[int, Any] = {}
+        self._turn = threading.Condition()
+        self._busy = False        # a generation or a sync is on the rollout workers
+        self._syncs_waiting = 0   # a waiting sync goes before the next generation: fresher weights, less staleness
+        self._ungenerated = 0     # queued generations that have not left the workers yet
+        self._in_order = in_order
+        self.version = version
+
+    @property
+    def last_started(self) -> int | None:
+        return max(self._pending) if self._pending else None
 
     def start(self, step: int, collect) -> None:
-        import threading
+        """Queue ``collect(on_generated=...)`` for ``step``; it returns a Collected (or anything, in tests)."""
+        def run():
+            with self._turn:
+                self._turn.wait_for(lambda: not self._busy and (self._in_order or not self._syncs_waiting))
+                self._busy, version = True, self.version
+            held = [True]
 
-        generated = threading.Event()
-        future = self._pool.submit(collect, on_generated=generated.set)
-        self._pending = (step, future, generated)
+            def release() -> None:
+                if held[0]:
+                    held[0] = False
+                    with self._turn:
+                        self._busy = False
+                        self._ungenerated -= 1
+                        self._turn.notify_all()
+            try:
+                return collect(on_generated=release), version
+            finally:
+                release()
+
+        with self._turn:
+            self._ungenerated += 1
+        self._pending[step] = self._pool.submit(run)
+
+    def sync(self, fn):
+        """Run the weight sync ``fn()`` once no generation is on the workers (blocking later ones meanwhile)."""
+        with self._turn:
+            self._syncs_waiting += 1
+            self._turn.wait_for(lambda: not self._busy and not (self._in_order and self._ungenerated))
+            self._syncs_waiting -= 1
+            self._busy = True
+        try:
+            out = fn()
+            self.version += 1
+            return out
+        finally:
+            with self._turn:
+                self._busy = False
+                self._turn.notify_all()
 
     def wait_generated(self) -> None:
-        """Block until the in-flight generation (if any) has left the rollout workers."""
-        if self._pending is not None:
-            self._pending[2].wait()
+        """Block until no generation is on the rollout workers."""
+        with self._turn:
+            self._turn.wait_for(lambda: not self._busy)
 
-    def take(self, step: int) -> Collected | None:
-        """The prefetched batch for ``step`` (re-raising its error), or None when none was started."""
-        if self._pending is None or self._pending[0] != step:
-            return None
-        _, future, _ = self._pending
-        self._pending = None
-        return future.result()
+    def take(self, step: int):
+        """(the batch collected for ``step``, the policy version that generated it), re-raising its error, or None
+        when none was started."""
+        future = self._pending.pop(step, None)
+        return None if future is None else future.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _drains(step: int, cfg: RunConfig, has_eval: bool) -> bool:
+    """Steps after which the rollout pipeline is empty: evaluations, checkpoints and the last step see the synced
+    weights, and a run resumed from a checkpoint goes on exactly as the uninterrupted one did."""
+    return step >= cfg.train.steps or (has_eval and every(step, cfg.train.eval_every)) or \
+        every(step, cfg.train.checkpoint_every)
+
+
+def _prefetch_until(step: int, cfg: RunConfig, has_eval: bool) -> int:
+    """The last step whose batch may be queued while ``step`` trains: at most rollout.max_staleness ahead, and
+    never past the next draining step (its sync must come before the next batch is sampled)."""
+    until = step
+    while until < step + cfg.rollout.staleness_bound and not _drains(until, cfg, has_eval):
+        until += 1
+    return until
+
+
 def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
               adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
-              prefetch_next: bool = False, taid_now: dict[str, TAIDSchedule] | None = None) -> dict[str, float]:
+              prefetch_until: int = 0, taid_now: dict[str, TAIDSchedule] | None = None) -> dict[str, float]:
+    """One step; with ``prefetch``, the batches of steps up to ``prefetch_until`` are queued before training."""
     t_start = time.perf_counter()
     g = p.group_size
-    got = prefetch.take(step) if prefetch is not None else None
-    if got is None:
+    taken = prefetch.take(step) if prefetch is not None else None
+    if taken is None:
         got = _collect(step, cfg, p, rewarder, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers,
                        sampling)
+        staleness = 0
+    else:
+        got, version = taken
+        staleness = step - 1 - version
+        got = dataclasses.replace(got, off_policy=got.from_student and staleness > 0)
     t_got = time.perf_counter()
-    if prefetch_next and prefetch is not None:
-        prefetch.start(step + 1, functools.partial(_collect, step + 1, cfg, p, rewarder, next(prompts_iter), prompts_iter,
-                                                   tokenizer, rollout, scorers, sampling, off_policy=True))
+    if prefetch is not None:
+        for ahead in range(max(step, prefetch.last_started or 0) + 1, prefetch_until + 1):
+            # the prompts are drawn in the prefetch thread, in step order, as the refills of dynamic sampling are
+            prefetch.start(ahead, lambda on_generated, s=ahead: _collect(
+                s, cfg, p, rewarder, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers, sampling,
+                on_generated=on_generated))
     batch, rewards, correct, completions = got.batch, got.rewards, got.correct, got.completions
     tokens = batch.tokens
     mask = tokens.loss_mask
@@ -623,15 +707,22 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
         # π_old is the learner's own π_θ only for the first update on a batch the current weights sampled.
         on_policy = u == 0 and not got.off_policy
         loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=on_policy,
-                                    sampled=got.from_student)
+                                    sampled=got.from_student, stale=u == 0 and got.off_policy)
         learner_metrics.append(learner.train_step(batch.slice(u * size, (u + 1) * size), loss_fn))
     t_learn = time.perf_counter()
 
-    if prefetch is not None:
-        prefetch.wait_generated()
-    t_free = time.perf_counter()
     bucket_refs = learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB))
-    sync = rollout.load_buckets(bucket_refs)
+    t_gathered = t_free = time.perf_counter()
+    if prefetch is not None:  # waits for a generation on the workers to end (t_free is set inside)
+        marks = {}
+
+        def load():
+            marks["free"] = time.perf_counter()
+            return rollout.load_buckets(bucket_refs)
+        sync = prefetch.sync(load)
+        t_free = marks["free"]
+    else:
+        sync = rollout.load_buckets(bucket_refs)
     t_sync = time.perf_counter()
 
     for key in dict.fromkeys(k for m in learner_metrics for k in m):
@@ -654,10 +745,12 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
         "train/advantage_abs_mean": float(masked_mean(adv.adv.abs(), mask)),
         "train/kept_group_frac": got.kept_frac,
         "train/off_policy": float(got.off_policy),
+        "train/staleness": float(staleness),
         "train/from_student": float(got.from_student),
         **_skd_metrics(got.completions),
         "time/generate_s": got.generate_s, "time/score_s": got.score_s, "time/wait_rollout_s": t_got - t_start,
-        "time/learner_s": t_learn - t_got, "time/wait_generate_s": t_free - t_learn, "time/sync_s": t_sync - t_free,
+        "time/learner_s": t_learn - t_got, "time/wait_generate_s": t_free - t_gathered,
+        "time/sync_s": (t_gathered - t_learn) + (t_sync - t_free),
         "time/step_s": t_sync - t_start,
         **{k: float(v) for k, v in sync.items()},
     })

@@ -56,7 +56,11 @@ class OnlineRLParams:
     entropy_coef: float = 0.0
     """c_H of the entropy bonus (0: off; the bonus needs the full logits, computed chunked)."""
     tis_cap: float | None = None
-    """Truncated importance sampling on the rollout/learner log-prob mismatch: w = min(π_learner/π_rollout, C)."""
+    """Truncated importance sampling on the rollout/learner log-prob mismatch: w = min(π_learner/π_rollout, C).
+    On a stale batch (rollout.max_staleness) it also makes the update decoupled PPO: the clip is taken around the
+    learner's current weights (π_prox) and w carries the correction from the weights that sampled."""
+    tis_level: Literal["token", "sequence"] = "token"
+    """TIS weights per token, or one per sequence (the product of its token ratios, truncated)."""
     dynamic_sampling: bool = False
     """DAPO: drop groups whose rewards are all equal (zero advantage) before the update."""
     overlong_buffer: int = 0

@@ -1,5 +1,6 @@
-"""RolloutPrefetch (rollout.overlap): the next step's batch is collected in a driver thread while this step
-trains; the weight sync must wait until that generation has left the rollout workers."""
+"""RolloutPrefetch (rollout.max_staleness / overlap): future steps' batches are collected in a driver thread while
+this step trains; the weight sync must wait until a generation has left the rollout workers, each batch records the
+policy version that sampled it, and queueing stops at the next draining step."""
 
 import threading
 
@@ -20,7 +21,7 @@ def test_take_returns_the_prefetched_result_only_for_its_step():
 
         prefetch.start(2, collect)
         assert prefetch.take(3) is None  # another step's batch is not handed out
-        assert prefetch.take(2) == "batch-2"
+        assert prefetch.take(2) == ("batch-2", 0)  # and the weights version that generated it
         assert prefetch.take(2) is None  # taken once
     finally:
         prefetch.close()
@@ -49,7 +50,7 @@ def test_wait_generated_blocks_until_generation_is_done_not_until_scoring_is():
         assert not waiter.is_alive()
         assert order == ["generated", "sync"]
         release_scoring.set()
-        assert prefetch.take(5) == "batch"
+        assert prefetch.take(5) == ("batch", 0)
         assert order == ["generated", "sync", "scored"]
     finally:
         prefetch.close()
@@ -90,3 +91,76 @@ def test_collect_signals_generated_even_when_the_rollout_fails():
         _collect(1, cfg, params, "arithmetic", [Example(prompt="1+1=", completion="2", answer="2")], iter(()), None, DeadRollout(),
                  {}, {"n": 2}, on_generated=lambda: calls.append("generated"))
     assert calls == ["generated"]
+
+
+def test_out_of_order_a_sync_waits_for_the_generation_and_later_generations_see_the_new_version():
+    prefetch = RolloutPrefetch(version=3, in_order=False)
+    gate, order = threading.Event(), []
+
+    def slow(*, on_generated):
+        gate.wait(5)
+        order.append("generated 4")
+        on_generated()
+        return "b4"
+
+    def quick(*, on_generated):
+        order.append("generated 5")
+        return "b5"
+
+    try:
+        prefetch.start(4, slow)
+        prefetch.start(5, quick)
+        assert prefetch.last_started == 5
+        syncer = threading.Thread(target=lambda: prefetch.sync(lambda: order.append("sync")))
+        syncer.start()
+        syncer.join(0.2)
+        assert syncer.is_alive() and order == []  # the sync waits for the generation on the workers
+        gate.set()
+        syncer.join(5)
+        assert prefetch.take(4) == ("b4", 3) and prefetch.version == 4
+        got5 = prefetch.take(5)
+        assert order.index("sync") < order.index("generated 5")  # no generation while the weights load ...
+        assert got5 == ("b5", 4)  # ... so step 5's batch was sampled by the synced weights: 0 steps stale
+    finally:
+        prefetch.close()
+
+
+def test_prefetch_stops_at_the_staleness_bound_and_at_draining_steps():
+    from types import SimpleNamespace
+
+    from alignrl.loops.online_rl import _prefetch_until
+
+    cfg = SimpleNamespace(train=SimpleNamespace(steps=20, eval_every=10, checkpoint_every=0),
+                          rollout=SimpleNamespace(staleness_bound=3))
+    assert _prefetch_until(1, cfg, has_eval=True) == 4  # 3 ahead
+    assert _prefetch_until(8, cfg, has_eval=True) == 10  # not past the eval at 10
+    assert _prefetch_until(10, cfg, has_eval=True) == 10  # an eval step queues nothing
+    assert _prefetch_until(8, cfg, has_eval=False) == 11  # no eval data: step 10 does not drain
+    assert _prefetch_until(19, cfg, has_eval=False) == 20  # the last step drains
+
+
+def test_in_order_a_sync_waits_for_every_queued_generation():
+    prefetch = RolloutPrefetch(version=0)
+    gate, order = threading.Event(), []
+
+    def gen(name):
+        def collect(*, on_generated):
+            gate.wait(5)
+            order.append(name)
+            on_generated()
+            return name
+        return collect
+
+    try:
+        prefetch.start(2, gen("b2"))
+        prefetch.start(3, gen("b3"))
+        syncer = threading.Thread(target=lambda: prefetch.sync(lambda: order.append("sync")))
+        syncer.start()
+        syncer.join(0.2)
+        assert syncer.is_alive()
+        gate.set()
+        syncer.join(5)
+        assert order == ["b2", "b3", "sync"]  # both batches were sampled by the weights they were queued under
+        assert prefetch.take(2) == ("b2", 0) and prefetch.take(3) == ("b3", 0)
+    finally:
+        prefetch.close()
