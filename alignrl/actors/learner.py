@@ -67,12 +67,12 @@ class LearnerWorker:
     def weight_bucket_refs(self, bucket_bytes: int) -> list[ray.ObjectRef]:
         """Gather full weights (collective) and, on rank 0, put them in the object store in whole-layer
         buckets; other ranks return []."""
-        from alignrl.actors.rollout import weight_buckets
+        from alignrl.actors.rollout import distinct_tensors, to_transport, weight_buckets
 
-        state = self.learner.full_state_dict()
+        state = self.learner.full_state_dict(copy=False)  # ray.put copies: no copy of our own before it
         if self.learner.rank != 0:
             return []
-        return [ray.put(bucket) for bucket in weight_buckets(state, bucket_bytes)]
+        return [ray.put(to_transport(bucket)) for bucket in weight_buckets(distinct_tensors(state), bucket_bytes)]
 
 
 class LearnerGroup:

@@ -31,6 +31,44 @@ def layer_key(name: str) -> str:
     return m.group(1) if m else name.rpartition(".")[0]
 
 
+_NUMPY_VIEW = {torch.bfloat16: torch.int16}  # dtypes numpy lacks travel as a same-width integer view
+
+
+def to_transport(bucket: list[tuple[str, torch.Tensor]]) -> list[tuple[str, Any, str]]:
+    """A bucket as (name, numpy array, torch dtype name): Ray puts numpy arrays into the object store with one copy
+    and workers read them in place (zero copy), while a pickled torch tensor is copied into a byte string first."""
+    out = []
+    for name, t in bucket:
+        t = t.detach().contiguous()
+        out.append((name, t.view(_NUMPY_VIEW.get(t.dtype, t.dtype)).numpy(), str(t.dtype).removeprefix("torch.")))
+    return out
+
+
+def from_transport(bucket: list[tuple[str, Any, str]]) -> list[tuple[str, torch.Tensor]]:
+    """The inverse of ``to_transport``: tensors viewing the (read-only) object-store memory, for engines that copy
+    them into their own parameters."""
+    import warnings
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*")  # read only here; the engine copies
+        for name, array, dtype in bucket:
+            out.append((name, torch.from_numpy(array).view(getattr(torch, dtype))))
+    return out
+
+
+def distinct_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without tensors that share storage with an earlier one (tied embeddings: ``lm_head.weight`` is
+    ``model.embed_tokens.weight``; both engines tie them again when the first is loaded)."""
+    seen, out = set(), {}
+    for name, t in state.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key not in seen:
+            seen.add(key)
+            out[name] = t
+    return out
+
+
 def weight_buckets(state: dict[str, torch.Tensor], bucket_bytes: int) -> list[list[tuple[str, torch.Tensor]]]:
     """Greedy packing of whole layers, in state-dict order, into buckets of at most ``bucket_bytes``
     (a single layer larger than that gets a bucket of its own)."""
@@ -66,6 +104,8 @@ class RolloutWorker:
     def load_bucket(self, named: list[tuple[str, torch.Tensor]]) -> float:
         """Load one bucket in place; returns the seconds it took inside the worker."""
         start = time.perf_counter()
+        if named and len(named[0]) == 3:  # (name, array, dtype): sent by to_transport
+            named = from_transport(named)
         self.engine.load_weights(named)
         return time.perf_counter() - start
 

@@ -230,10 +230,12 @@ class DeepSpeedLearner:
         module = self.engine.module
         return [module.member_state_dict(k) for k in range(module.members)]
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
+    def full_state_dict(self, copy: bool = True) -> dict[str, torch.Tensor]:
         """Full (un-sharded) CPU weights under HF names, on every rank (ZeRO-3 shards are gathered).
 
         With LoRA: the base weights with the adapters merged in (W + s·B·A), under the base model's names.
+        ``copy`` False: CPU parameters are returned as detached views where possible (valid until the next
+        optimizer step; for a caller that copies them at once).
         """
         import deepspeed
 
@@ -246,7 +248,7 @@ class DeepSpeedLearner:
             params = list(module.parameters())
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 return {n: t.detach().to("cpu", copy=True) for n, t in module.state_dict().items()}
-        return {n: t.detach().to("cpu", copy=True) for n, t in module.state_dict().items()}
+        return {n: t.detach().to("cpu", copy=copy) for n, t in module.state_dict().items()}
 
     def save_engine_state(self, directory: str, tag: str) -> None:
         """DeepSpeed's own checkpoint (optimizer + scheduler + weights) for exact resume; collective."""

@@ -75,3 +75,19 @@ def test_full_anchor_divergence_is_the_exact_per_token_divergence_of_the_samplin
     assert torch.allclose(d[:, 1:], want, atol=1e-12)
     d.sum().backward()
     assert logits.grad is not None and torch.all(logits.grad[:, -1] == 0)  # the last position predicts nothing
+
+
+def test_weight_transport_round_trips_every_dtype_and_drops_tied_copies():
+    import ray.cloudpickle as pickle
+
+    from alignrl.actors.rollout import distinct_tensors, from_transport, to_transport
+
+    embed = torch.randn(5, 3)
+    state = {"model.embed_tokens.weight": embed, "model.norm.weight": torch.randn(3).to(torch.bfloat16),
+             "lm_head.weight": embed, "x.half": torch.randn(2, 2).half()}
+    kept = distinct_tensors(state)
+    assert list(kept) == ["model.embed_tokens.weight", "model.norm.weight", "x.half"]  # the tied head is dropped
+    sent = pickle.loads(pickle.dumps(to_transport(list(kept.items()))))
+    back = dict(from_transport(sent))
+    for name, t in kept.items():
+        assert back[name].dtype == t.dtype and torch.equal(back[name], t), name

@@ -1,0 +1,100 @@
+"""Section ``sync``: a full weight sync learner → rollout worker against a memcpy of the same bytes.
+
+One LearnerWorker (DeepSpeed, ZeRO 0) and one RolloutWorker (vLLM, or the HF engine with ``--quick``) on a local
+Ray, for models from ~1M parameters to SmolLM2-135M. A sync is what the RL loop runs after every step:
+``LearnerGroup.weight_bucket_refs`` (gather the full state dict, put whole-layer buckets of at most
+``bucket_mb`` MiB in Ray's object store) then ``RolloutGroup.load_buckets`` (each bucket fetched by the worker
+and loaded into its engine). The ceiling is ``dst.copy_(src)`` of one flat float32 tensor of the same byte count
+(the model's distinct tensors; a tied head counts once) in the driver, timed in the same rounds, interleaved (``benchmarks.common.interleave``). Reported: medians, the
+sync split into gather+put and fetch+load (with the engine's own load time), and the ratio sync ÷ memcpy.
+Tensors travel as numpy arrays (``actors/rollout.to_transport``): one copy into the object store, read in place by
+the worker, one copy into the engine; so 2 is the floor of the ratio before any per-call latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import interleave, machine, paired_ratio, print_table, spread, timed, versions
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    bucket_mb: float = 64.0            # rollout.sync_bucket_mb's default
+    repeats: int = 7
+    warmup: int = 1
+    engine: str = "vllm"
+    kv_cache_gib: float = 0.1
+
+
+def _models(quick: bool) -> list[tuple[str, Path]]:
+    from benchmarks.models import smollm2_model, tiny_model
+
+    shapes = [(128, 4), (512, 8)] if quick else [(128, 4), (512, 8), (768, 12), (1024, 16)]
+    return [(f"tiny h{h} l{n}", tiny_model(hidden=h, layers=n)) for h, n in shapes] + [("SmolLM2-135M", smollm2_model())]
+
+
+def _bench_model(model_dir: Path, s: SyncSettings) -> dict[str, Any]:
+    import torch
+
+    from alignrl.actors.learner import LearnerGroup
+    from alignrl.actors.rollout import RolloutGroup
+    from alignrl.engine.deepspeed_learner import LearnerSettings
+
+    learner = LearnerGroup(LearnerSettings(model_dir=str(model_dir), world_size=1, batch_size=1, micro_batch_size=1,
+                                           total_steps=1, lr=1e-5), cpus_per_worker=1)
+    rollout = RolloutGroup(s.engine, str(model_dir), workers=1, seed=0, cpus_per_worker=0.5,
+                           engine_kw={"kv_cache_gib": s.kv_cache_gib} if s.engine == "vllm" else {})
+    try:
+        from alignrl.actors.rollout import distinct_tensors
+
+        state = distinct_tensors(learner.full_state_dict())  # the bytes a sync must move (tied weights once)
+        nbytes = sum(t.numel() * t.element_size() for t in state.values())
+        params = sum(t.numel() for t in state.values())
+        del state
+        src = torch.randn(nbytes // 4)
+        dst = torch.empty_like(src)
+        bucket_bytes = int(s.bucket_mb * 2**20)
+
+        def sync() -> dict[str, float]:
+            put_s, refs = timed(lambda: learner.weight_bucket_refs(bucket_bytes))
+            load_s, inner = timed(lambda: rollout.load_buckets(refs))
+            return {"seconds": put_s + load_s, "gather_put_s": put_s, "fetch_load_s": load_s,
+                    "engine_load_s": inner["sync/engine_s"], "buckets": inner["sync/buckets"]}
+
+        def memcpy() -> dict[str, float]:
+            return {"seconds": timed(lambda: dst.copy_(src))[0]}
+
+        kept = interleave({"sync": sync, "memcpy": memcpy}, repeats=s.repeats, warmup=s.warmup, label="sync")
+    finally:
+        rollout.shutdown()
+        learner.shutdown()
+    sync_s = [k["seconds"] for k in kept["sync"]]
+    copy_s = [k["seconds"] for k in kept["memcpy"]]
+    parts = {key: spread([k[key] for k in kept["sync"]])["median"]
+             for key in ("gather_put_s", "fetch_load_s", "engine_load_s")}
+    return {"params": params, "bytes": nbytes, "sync_s": spread(sync_s), "memcpy_s": spread(copy_s), "parts": parts,
+            "buckets": kept["sync"][0]["buckets"], "ratio_sync_over_memcpy": paired_ratio(sync_s, copy_s),
+            "memcpy_gb_s": nbytes / spread(copy_s)["median"] / 1e9}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Time the sync for each model size; returns the JSON-ready result and prints a table."""
+    from alignrl.actors.cluster import ray_session
+
+    s = SyncSettings(repeats=3, engine="hf") if quick else SyncSettings()
+    results = {}
+    with ray_session(None, num_cpus=2):
+        for name, model_dir in _models(quick):
+            results[name] = _bench_model(model_dir, s)
+    rows = [[name, f"{r['params'] / 1e6:.1f}M", f"{r['bytes'] / 2**20:.0f}", r["sync_s"]["median"],
+             r["parts"]["gather_put_s"], r["parts"]["fetch_load_s"], r["parts"]["engine_load_s"],
+             r["memcpy_s"]["median"], r["ratio_sync_over_memcpy"]["median"]] for name, r in results.items()]
+    print_table(f"sync: learner -> {s.engine} rollout worker, buckets of {s.bucket_mb:g} MiB, vs memcpy of the same "
+                "bytes (seconds, medians)",
+                ["model", "params", "MiB", "sync", "gather+put", "fetch+load", "engine load", "memcpy",
+                 "sync/memcpy"], rows)
+    return {"section": "sync", "quick": quick, "settings": asdict(s), "results": results, "machine": machine(),
+            "versions": versions("ray", "vllm", "torch", "deepspeed")}
