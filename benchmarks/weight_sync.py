@@ -86,8 +86,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     s = SyncSettings(repeats=3, engine="hf") if quick else SyncSettings()
     results = {}
-    with ray_session(None, num_cpus=2):
-        for name, model_dir in _models(quick):
+    for name, model_dir in _models(quick):
+        with ray_session(None, num_cpus=2):  # a fresh Ray per model: a second vLLM worker in one session fails here
             results[name] = _bench_model(model_dir, s)
     rows = [[name, f"{r['params'] / 1e6:.1f}M", f"{r['bytes'] / 2**20:.0f}", r["sync_s"]["median"],
              r["parts"]["gather_put_s"], r["parts"]["fetch_load_s"], r["parts"]["engine_load_s"],
