@@ -26,7 +26,7 @@ class SyncSettings:
     repeats: int = 7
     warmup: int = 1
     engine: str = "vllm"
-    kv_cache_gib: float = 0.1
+    kv_cache_gib: float = 0.5           # rollout.kv_cache_gib default; SmolLM2 needs more than 0.1 for its context
 
 
 def _models(quick: bool) -> list[tuple[str, Path]]:
