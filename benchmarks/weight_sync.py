@@ -50,7 +50,11 @@ def _bench_model(model_dir: Path, s: SyncSettings) -> dict[str, Any]:
     try:
         from alignrl.actors.rollout import distinct_tensors
 
-        state = distinct_tensors(learner.full_state_dict())  # the bytes a sync must move (tied weights once)
+        state = learner.full_state_dict()  # copies: a tied head no longer shares the embedding's storage
+        if "lm_head.weight" in state and torch.equal(state["lm_head.weight"], state.get("model.embed_tokens.weight",
+                                                                                     torch.empty(0))):
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]
+        state = distinct_tensors(state)  # the bytes a sync must move (tied weights once)
         nbytes = sum(t.numel() * t.element_size() for t in state.values())
         params = sum(t.numel() for t in state.values())
         del state
