@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -73,6 +74,20 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+def actor_death_detail(err: BaseException) -> str:
+    """Why a Ray actor died, in one line: for a failed ``__init__``, the ``Type: message`` its constructor raised
+    (Ray keeps it only as traceback text in the error's message); otherwise the message's first line."""
+    lines = str(err).splitlines()
+    if getattr(err, "actor_init_failed", False):
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        tail = [line.strip() for line in lines[frames[-1] + 1:] if line.strip() and not line.startswith("    ")] \
+            if frames else []
+        if tail:
+            text = re.sub(r"^(?:\w+\.)+(\w+:)", r"\1", " ".join(tail))  # alignrl.errors.UserError: -> UserError:
+            return "its start failed: " + text
+    return lines[0] if lines else type(err).__name__
 
 
 def task_error_detail(err: BaseException) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import ray
 
-from alignrl.actors.cluster import task_error_detail
+from alignrl.actors.cluster import actor_death_detail, task_error_detail
 from alignrl.errors import UserError
 
 START_TIMEOUT_S = 180
@@ -34,7 +34,7 @@ class ActorHandle:
         try:
             return ray.get(ref)
         except ray.exceptions.RayActorError as err:
-            raise UserError(f"{self.kind} {self.name!r} died during {what}: {str(err).splitlines()[0]}; the run "
+            raise UserError(f"{self.kind} {self.name!r} died during {what}: {actor_death_detail(err)}; the run "
                             "stops here, checkpoints written so far are complete") from None
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)

@@ -17,7 +17,7 @@ from typing import Any
 import ray
 import torch
 
-from alignrl.actors.cluster import task_error_detail
+from alignrl.actors.cluster import actor_death_detail, task_error_detail
 from alignrl.errors import UserError
 from alignrl.rollout.base import Completion, SamplingConfig
 
@@ -146,8 +146,12 @@ class RolloutGroup:
             return ray.get(refs)
         except ray.exceptions.RayActorError as err:
             dead = [i for i, w in enumerate(self.workers) if not _alive(w)]
+            if getattr(err, "actor_init_failed", False):
+                raise UserError(f"rollout worker(s) {dead or '?'}: {actor_death_detail(err)} (rollout.engine, "
+                                "rollout.kv_cache_gib and the policy's max_position_embeddings decide the engine's "
+                                "memory)") from None
             raise UserError(
-                f"rollout worker(s) {dead or '?'} died during {what}: {str(err).splitlines()[0]}; the run stops "
+                f"rollout worker(s) {dead or '?'} died during {what}: {actor_death_detail(err)}; the run stops "
                 "here, checkpoints written so far are complete. Check the Ray worker logs (often out of memory: "
                 "lower rollout.kv_cache_gib or rollout.workers)"
             ) from None
