@@ -607,11 +607,6 @@ class RolloutPrefetch:
                 self._busy = False
                 self._turn.notify_all()
 
-    def wait_generated(self) -> None:
-        """Block until no generation is on the rollout workers."""
-        with self._turn:
-            self._turn.wait_for(lambda: not self._busy)
-
     def take(self, step: int):
         """(the batch collected for ``step``, the policy version that generated it), re-raising its error, or None
         when none was started."""

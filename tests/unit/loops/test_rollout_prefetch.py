@@ -27,7 +27,7 @@ def test_take_returns_the_prefetched_result_only_for_its_step():
         prefetch.close()
 
 
-def test_wait_generated_blocks_until_generation_is_done_not_until_scoring_is():
+def test_a_sync_waits_until_generation_is_done_not_until_scoring_is():
     prefetch = RolloutPrefetch()
     generated, release_scoring, order = threading.Event(), threading.Event(), []
 
@@ -41,7 +41,7 @@ def test_wait_generated_blocks_until_generation_is_done_not_until_scoring_is():
 
     try:
         prefetch.start(5, collect)
-        waiter = threading.Thread(target=lambda: (prefetch.wait_generated(), order.append("sync")))
+        waiter = threading.Thread(target=lambda: prefetch.sync(lambda: order.append("sync")))
         waiter.start()
         waiter.join(0.2)
         assert waiter.is_alive()  # the sync waits while the rollout workers are busy
@@ -67,7 +67,7 @@ def test_an_error_in_the_prefetch_frees_the_sync_and_reaches_the_step():
 
     try:
         prefetch.start(4, collect)
-        prefetch.wait_generated()  # returns: the error does not leave the driver waiting forever
+        prefetch.sync(lambda: None)  # returns: the error does not leave the driver waiting forever
         with pytest.raises(UserError, match="died during generate"):
             prefetch.take(4)
     finally:
