@@ -1,6 +1,7 @@
 """Section ``generation``: alignrl's vLLM engine against plain transformers ``model.generate``.
 
-Both sides get the same 16 chat-templated questions as one batch, fp32, the same ``max_new_tokens``,
+Both sides get the same chat-templated questions as one batch (SmolLM2: batches of 1, 8, 16 and 64; the tiny
+model: 16), fp32, the same ``max_new_tokens``,
 temperature 1.0 (top-p 1, no top-k) with a fixed seed, or greedy. Throughput counts useful tokens:
 each completion's tokens up to and including its first EOS. The peer is plain transformers, not
 alignrl's ``HFEngine`` (which wraps the same ``generate``), so it is what a user of HF would run.
@@ -28,9 +29,11 @@ QUESTIONS = (
 class GenSettings:
     """Everything both sides share; written to the JSON as is."""
 
-    batch: int = 16
+    batch: int = 16                    # the batch of both modes (sampled and greedy) on every model
+    batches_sampled: tuple[int, ...] = (1, 8, 64)  # SmolLM2 only, sampled only: HF at batch 64 takes minutes a run
     max_new_tokens: int = 128
     repeats: int = 5                   # SmolLM2 rounds (one vLLM + one HF run each)
+    repeats_large: int = 3             # SmolLM2 rounds at batches > 16
     repeats_tiny: int = 9              # the tiny model's runs take milliseconds: more rounds are free
     warmup_tokens: int = 16            # one short call per side and mode first (allocations, kernels)
     dtype: str = "float32"
@@ -49,7 +52,10 @@ def chat_prompts(tokenizer, n: int) -> list[str]:
     dropped so that neither side sees a doubled BOS (both tokenize the same text).
     """
     prompts = []
-    for q in (QUESTIONS * (n // len(QUESTIONS) + 1))[:n]:
+    # past 16, numbered copies: distinct prompts, so vLLM's prefix cache cannot skip a repeated prompt's prefill
+    questions = [q if i < len(QUESTIONS) else f"Question {i + 1}: {q}"
+                 for i, q in enumerate((QUESTIONS * (n // len(QUESTIONS) + 1))[:n])]
+    for q in questions:
         text = tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
                                              add_generation_prompt=True)
         bos = tokenizer.bos_token
@@ -99,17 +105,22 @@ def _measure(seconds: float, rows: list[tuple[int, ...]]) -> dict[str, float]:
 
 
 def _bench_model(name: str, model_dir: Path, s: GenSettings) -> list[dict[str, Any]]:
-    """Interleaved vLLM/HF repeats on one model, greedy and sampled; one result dict per mode."""
+    """Interleaved vLLM/HF repeats on one model, greedy and sampled at ``s.batch`` (and SmolLM2 sampled at
+    ``s.batches_sampled``); one result dict per (mode, batch)."""
     from alignrl.rollout.base import SamplingConfig
     from alignrl.rollout.factory import make_engine
 
-    repeats = s.repeats_tiny if name == "tiny" else s.repeats
     start_s, engine = timed(lambda: make_engine("vllm", model_dir, dtype=s.dtype, seed=s.seed))
     peer = HFPeer(model_dir, s.dtype)
-    prompts = chat_prompts(peer.tok, s.batch)
+    cases = [("sample", s.batch), ("greedy", s.batch)]
+    if name != "tiny":
+        cases += [("sample", b) for b in s.batches_sampled]
     results = []
     try:
-        for mode, temp in (("sample", s.temperature_sample), ("greedy", 0.0)):
+        for mode, batch in cases:
+            temp = s.temperature_sample if mode == "sample" else 0.0
+            repeats = s.repeats_tiny if name == "tiny" else s.repeats if batch <= 16 else s.repeats_large
+            prompts = chat_prompts(peer.tok, batch)
             cfg = SamplingConfig(temperature=temp, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=s.seed)
             engine.generate(prompts, dataclasses.replace(cfg, max_new_tokens=s.warmup_tokens))
             peer.generate(prompts, temp, s.warmup_tokens, s.seed)
@@ -126,12 +137,12 @@ def _bench_model(name: str, model_dir: Path, s: GenSettings) -> list[dict[str, A
                 return _measure(sec, last["hf"])
 
             load = machine()["loadavg"]
-            runs = interleave({"vllm": run_vllm, "hf": run_hf}, repeats, warmup=0, label=f"{name} {mode}")
+            runs = interleave({"vllm": run_vllm, "hf": run_hf}, repeats, warmup=0, label=f"{name} {mode} b{batch}")
             v, h = ([r["tok_s"] for r in runs[k]] for k in ("vllm", "hf"))
             vs, hs = ([r["seconds"] for r in runs[k]] for k in ("vllm", "hf"))
             results.append({
-                "model": name, "mode": mode, "repeats": repeats, "loadavg_start": load, "vllm_start_s": start_s,
-                "vllm_tok_s": spread(v), "hf_tok_s": spread(h),
+                "model": name, "mode": mode, "batch": batch, "repeats": repeats, "loadavg_start": load,
+                "vllm_start_s": start_s, "vllm_tok_s": spread(v), "hf_tok_s": spread(h),
                 "ratio_vllm_over_hf": paired_ratio(v, h), "call_time_ratio_hf_over_vllm": paired_ratio(hs, vs),
                 "rows_identical": sum(a == b for a, b in zip(last["vllm"], last["hf"])),
                 "runs": runs,
@@ -145,23 +156,25 @@ def run(quick: bool = False) -> dict[str, Any]:
     """Run the section; returns the JSON-ready result and prints a table."""
     from benchmarks.models import smollm2_model, tiny_model
 
-    s = GenSettings(max_new_tokens=16, repeats=2, repeats_tiny=3, warmup_tokens=4) if quick else GenSettings()
+    s = (GenSettings(max_new_tokens=16, repeats=2, repeats_tiny=3, repeats_large=1, warmup_tokens=4,
+                     batches_sampled=(1, 32)) if quick else GenSettings())
     dirs = {"tiny": tiny_model(), "smollm2": smollm2_model()}
     results = [r for name in s.models for r in _bench_model(name, dirs[name], s)]
     print_table(
-        f"generation: batch {s.batch}, {s.max_new_tokens} new tokens, {s.dtype}, {threads()} thread(s)",
-        ["model", "mode", "rounds", "vLLM tok/s", "HF tok/s", "vLLM/HF", "ratio min-max", "HF s/vLLM s",
+        f"generation: {s.max_new_tokens} new tokens, {s.dtype}, {threads()} thread(s)",
+        ["model", "mode", "batch", "rounds", "vLLM tok/s", "HF tok/s", "vLLM/HF", "ratio min-max", "HF s/vLLM s",
          "same rows", "load"],
-        [[r["model"], r["mode"], r["repeats"], r["vllm_tok_s"]["median"], r["hf_tok_s"]["median"],
+        [[r["model"], r["mode"], r["batch"], r["repeats"], r["vllm_tok_s"]["median"], r["hf_tok_s"]["median"],
           r["ratio_vllm_over_hf"]["median"],
           f"{r['ratio_vllm_over_hf']['min']:.2f}-{r['ratio_vllm_over_hf']['max']:.2f}",
-          r["call_time_ratio_hf_over_vllm"]["median"], f"{r['rows_identical']}/{s.batch}",
+          r["call_time_ratio_hf_over_vllm"]["median"], f"{r['rows_identical']}/{r['batch']}",
           f"{r['loadavg_start'][0]:.1f}"] for r in results],
     )
     return {
         "section": "generation", "quick": quick, "settings": asdict(s),
         "models": {k: str(v) for k, v in dirs.items()},
-        "sides": {"ours": "alignrl.rollout.factory.make_engine('vllm') -> VLLMEngine.generate",
+        "sides": {"ours": "alignrl.rollout.factory.make_engine('vllm') -> VLLMEngine.generate (the engine a "
+                          "RolloutWorker actor owns, called in-process: the actor adds one Ray call per batch)",
                   "peer": "transformers AutoModelForCausalLM.generate, left padding, explicit GenerationConfig"},
         "token_count": "per completion up to and including the first EOS; HF still computes padded rows",
         "ratios": "vLLM/HF = ratio of useful tokens/s; HF s/vLLM s = ratio of wall time of the same batched call. "

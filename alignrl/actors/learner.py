@@ -66,9 +66,12 @@ class LearnerWorker:
 
     def weight_bucket_refs(self, bucket_bytes: int) -> list[ray.ObjectRef]:
         """Gather full weights (collective) and, on rank 0, put them in the object store in whole-layer
-        buckets; other ranks return []."""
+        buckets; other ranks return []. A LoRA policy puts only its adapters (one bucket; no collective)."""
         from alignrl.actors.rollout import distinct_tensors, to_transport, weight_buckets
 
+        adapters = self.learner.lora_adapter_bucket()
+        if adapters is not None:
+            return [ray.put(adapters)] if self.learner.rank == 0 else []
         state = self.learner.full_state_dict(copy=False)  # ray.put copies: no copy of our own before it
         if self.learner.rank != 0:
             return []

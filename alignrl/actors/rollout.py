@@ -4,6 +4,7 @@ Weight sync: the learner's full state dict is cut into buckets of whole layers (
 most ``bucket_bytes`` each; each bucket is put in the object store once and every worker loads it with one
 call (``load_bucket``), so a sync costs one call per bucket per worker, never one per tensor, and no disk
 round trip. vLLM rebuilds fused layers (qkv, gate_up) from the tensors of one call, hence whole layers.
+A LoRA policy sends only its adapters (``actors/lora_sync``); the worker merges them into its base copy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ray
 import torch
 
 from alignrl.actors.cluster import actor_death_detail, task_error_detail
+from alignrl.actors.lora_sync import bucket_nbytes, is_lora_bucket, merged_layers, read_base_layers
 from alignrl.errors import UserError
 from alignrl.rollout.base import Completion, SamplingConfig
 
@@ -101,13 +103,26 @@ class RolloutWorker:
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
         return self.engine.generate(prompts, sampling)
 
-    def load_bucket(self, named: list[tuple[str, torch.Tensor]]) -> float:
-        """Load one bucket in place; returns the seconds it took inside the worker."""
+    def load_bucket(self, bucket: Any) -> tuple[float, int]:
+        """Load one bucket in place: (name, tensor) pairs, their numpy transport, or LoRA adapters to merge into
+        the base layers. Returns the seconds it took inside the worker and the bytes of tensor data received."""
         start = time.perf_counter()
-        if named and len(named[0]) == 3:  # (name, array, dtype): sent by to_transport
-            named = from_transport(named)
-        self.engine.load_weights(named)
-        return time.perf_counter() - start
+        nbytes = bucket_nbytes(bucket)
+        if is_lora_bucket(bucket):
+            self.engine.load_weights(merged_layers(self._lora_base_layers(bucket), bucket["adapters"], layer_key))
+        else:
+            if bucket and len(bucket[0]) == 3:  # (name, array, dtype): sent by to_transport
+                bucket = from_transport(bucket)
+            self.engine.load_weights(bucket)
+        return time.perf_counter() - start, nbytes
+
+    def _lora_base_layers(self, bucket: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The base weights of the layers the adapters touch, read from the learner's base folder on first use."""
+        layers = {layer_key(name) for name, *_ in bucket["adapters"]}
+        cached = getattr(self, "_lora_base", None)
+        if cached is None or cached[0] != bucket["base_dir"] or not layers <= cached[1]:
+            self._lora_base = (bucket["base_dir"], layers, read_base_layers(bucket["base_dir"], layers, layer_key))
+        return self._lora_base[2]
 
     def close(self) -> None:
         self.engine.close()
@@ -173,8 +188,9 @@ class RolloutGroup:
         """Push every bucket to every worker (one call per bucket and worker); returns timing metrics."""
         start = time.perf_counter()
         inner = self._get([w.load_bucket.remote(ref) for ref in bucket_refs for w in self.workers], "weight sync")
-        return {"sync/load_s": time.perf_counter() - start, "sync/engine_s": max(inner) if inner else 0.0,
-                "sync/buckets": float(len(bucket_refs))}
+        n = len(self.workers)
+        return {"sync/load_s": time.perf_counter() - start, "sync/engine_s": max((s for s, _ in inner), default=0.0),
+                "sync/buckets": float(len(bucket_refs)), "sync/mb": sum(b for _, b in inner[::n]) / 2**20}
 
     def shutdown(self) -> None:
         for w in self.workers:

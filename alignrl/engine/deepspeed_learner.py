@@ -250,6 +250,15 @@ class DeepSpeedLearner:
                 return {n: t.detach().to("cpu", copy=True) for n, t in module.state_dict().items()}
         return {n: t.detach().to("cpu", copy=copy) for n, t in module.state_dict().items()}
 
+    def lora_adapter_bucket(self) -> dict | None:
+        """A causal-LM LoRA policy's adapters as one sync bucket (``actors/lora_sync``), else None (send full
+        weights)."""
+        if self.settings.lora is None or self.settings.model_kind != "causal_lm":
+            return None
+        from alignrl.actors.lora_sync import lora_adapter_bucket
+
+        return lora_adapter_bucket(self.engine.module, self.settings.model_dir)
+
     def save_engine_state(self, directory: str, tag: str) -> None:
         """DeepSpeed's own checkpoint (optimizer + scheduler + weights) for exact resume; collective."""
         self.engine.save_checkpoint(directory, tag=tag)

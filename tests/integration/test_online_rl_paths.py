@@ -1,5 +1,5 @@
 """Online RL code paths the learning test does not take, each for a few steps on a fresh tiny model:
-LoRA + colocated placement + EMA and JS anchors + reward-gated mask + several updates per batch + TIS +
+LoRA (adapter-only weight sync) + colocated placement + EMA and JS anchors + reward-gated mask + several updates per batch + TIS +
 entropy bonus (vLLM); and 2 data-parallel ZeRO-2 learners + DAPO (dynamic sampling, overlong shaping) +
 a KL-in-reward anchor + Elastic Reset-free HF rollout. What is checked is that every step's metrics are
 finite and say what the configuration asked for, and that the export is a loadable HF folder."""
@@ -57,6 +57,11 @@ def test_lora_colocated_ema_and_js_anchors_with_several_updates(tmp_path, recipe
         "coef: 0.1}]",
     )
     last = records[-1]
+    # only the adapters travel, and the workers' merge gives the learner's weights: the log-probs vLLM sampled
+    # with equal the learner's to float32 rounding (a wrong merge or a stale layer would show at 1e-2 or more)
+    full_mb = (tmp_path / "lora" / "export" / "model.safetensors").stat().st_size / 2**20
+    assert all(0 < r["sync/mb"] * 10 < full_mb for r in records)
+    assert all(r["train/logp_mismatch_max"] < 1e-4 for r in records)
     # step 1 averages its 2 updates: the first sees the policy equal to the frozen copy (JSD exactly 0), the
     # second one step away from it; later steps drift further
     assert 0 < records[0]["train/anchor/start"] < 1e-4
