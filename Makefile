@@ -45,6 +45,7 @@ demo: setup
 	$(BIN)/alignrl compare runs/sft-teacher-arithmetic runs/sft-student-small-arithmetic runs/demo-kdrl-arithmetic \
 		--png runs/demo-summary.png --title "make demo: teacher SFT, small-student SFT, then KDRL"
 
+# The comparisons against peers, then benchmarks/results/REPORT.md; BENCH=all adds the evidence studies (hours).
 bench: setup
 	$(BIN)/python -m benchmarks.run
 

@@ -128,8 +128,9 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 def write_result(section: str, data: dict[str, Any], out: Path | None = None) -> Path:
-    """Write ``data`` (plus the load average at the end) as JSON to ``results/<section>.json`` or ``out``."""
-    path = out or RESULTS / f"{section}.json"
+    """Write ``data`` (plus the load average at the end) as JSON to ``results/<section>.json`` (a quick run:
+    ``<section>_quick.json``, so it never replaces a full run's figures) or ``out``."""
+    path = out or RESULTS / f"{section}{'_quick' if data.get('quick') else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {**data, "loadavg_end": list(os.getloadavg())}
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")

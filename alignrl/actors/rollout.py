@@ -189,7 +189,8 @@ class RolloutGroup:
         start = time.perf_counter()
         inner = self._get([w.load_bucket.remote(ref) for ref in bucket_refs for w in self.workers], "weight sync")
         n = len(self.workers)
-        return {"sync/load_s": time.perf_counter() - start, "sync/engine_s": max((s for s, _ in inner), default=0.0),
+        engine_s = max((sum(s for s, _ in inner[w::n]) for w in range(n)), default=0.0)  # the busiest worker's
+        return {"sync/load_s": time.perf_counter() - start, "sync/engine_s": engine_s,
                 "sync/buckets": float(len(bucket_refs)), "sync/mb": sum(b for _, b in inner[::n]) / 2**20}
 
     def shutdown(self) -> None:
