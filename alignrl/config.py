@@ -111,6 +111,9 @@ class LearnerConfig:
     """For cosine: the final lr as a fraction of ``lr``."""
     micro_batch_size: int = 32
     """Sequences per forward/backward on one worker; gradient accumulation makes up the rest."""
+    micro_batch_tokens: int = 0
+    """> 0: micro-batches by token budget instead (rows × padded width ≤ this; rows sorted by length, all-padding
+    columns dropped; like verl's use_dynamic_bsz). SFT, online RL and distillation only."""
     max_grad_norm: float = 1.0
     bf16: bool = False
     cpus_per_worker: float = 1.0
@@ -124,6 +127,8 @@ class LearnerConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
+        if self.micro_batch_tokens < 0:
+            raise ValueError(f"micro_batch_tokens must be >= 0 (0: micro_batch_size rows), got {self.micro_batch_tokens}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if len(self.betas) != 2:
@@ -540,6 +545,9 @@ def _check_preference(cfg: RunConfig, origins: Origins) -> None:
 
 
 def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
+    if cfg.learner.micro_batch_tokens and cfg.algorithm.name in ("preference", "bradley_terry"):
+        fail("learner.micro_batch_tokens", origins, f"{cfg.algorithm.name} pairs rows within a micro-batch, which a "
+             "token budget would split and reorder; set it to 0 and size micro-batches with learner.micro_batch_size")
     if cfg.algorithm.name == "preference":
         _check_preference(cfg, origins)
         return

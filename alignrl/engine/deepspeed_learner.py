@@ -41,6 +41,7 @@ class LearnerSettings:
     lora: dict | None = None  # peft.LoraConfig keyword arguments (r, lora_alpha, lora_dropout, target_modules)
     model_kind: str = "causal_lm"  # "value": a per-token scalar head (the PPO critic); "reward": a sequence scalar head
     members: int = 1  # reward + lora: this many LoRA members + heads on one frozen backbone (models/lora_ensemble.py)
+    micro_batch_tokens: int = 0  # > 0: micro-batches by token budget (data/micro_batches), not micro_batch_size rows
 
     @property
     def accumulation_steps(self) -> int:
@@ -144,7 +145,8 @@ class DeepSpeedLearner:
     def train_step(self, batch: TokenBatch | RolloutBatch, loss_fn: LossFn) -> dict[str, float]:
         """One optimizer step over this rank's shard: micro-batches, backward, clip, step.
 
-        Returns the mean of each LossOut metric over micro-batches plus loss, grad_norm and lr.
+        Returns the mean of each LossOut metric over micro-batches (weighted by their rows) plus loss, grad_norm,
+        lr, micro_batches (their count) and pad_frac (the share of computed token slots that are padding).
         """
         engine = self.engine
         engine.train()
@@ -154,21 +156,31 @@ class DeepSpeedLearner:
             raise ValueError(f"rank shard has {len(batch)} rows, expected {mbs * self.settings.accumulation_steps}")
         if self.anchors is not None:
             batch = self.anchors.fill_logps(batch, mbs, device)
+        plan = self._micro_batches(batch)
+        by_budget = self.settings.micro_batch_tokens > 0
         sums: dict[str, float] = {}
         own_norm = None
-        for start in range(0, len(batch), mbs):
-            micro = batch.slice(start, start + mbs)
+        real = area = 0
+        for k, (micro, weight) in enumerate(plan):
+            if by_budget:  # the number of micro-batches varies from step to step: we say where the step ends
+                engine.set_gradient_accumulation_boundary(k == len(plan) - 1)
+            mask = (micro.tokens if isinstance(micro, RolloutBatch) else micro).attention_mask
+            real, area = real + int(mask.sum()), area + mask.numel()
             micro = micro.to(device)
             if self.anchors is not None:
                 micro = self.anchors.add_logits(micro)
             out = loss_fn(engine, micro)
-            engine.backward(out.loss)
+            # DeepSpeed divides each micro-batch's loss by its fixed accumulation count; by budget, micro-batches
+            # differ in size, so each is weighted by its share of the shard's rows instead
+            engine.backward(out.loss * (weight * self.settings.accumulation_steps) if by_budget else out.loss)
             if self.settings.zero_stage == 0 and engine.is_gradient_accumulation_boundary():
                 own_norm = _grad_norm(engine.module)  # DeepSpeed tracks no norm without ZeRO; grads are reduced here
             engine.step()
             for key, value in {"loss": out.loss.detach(), **out.metrics}.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-        metrics = {k: v / self.settings.accumulation_steps for k, v in sums.items()}
+                sums[key] = sums.get(key, 0.0) + weight * float(value)
+        metrics = dict(sums)
+        metrics["micro_batches"] = float(len(plan))
+        metrics["pad_frac"] = 1.0 - real / max(area, 1)
         grad_norm = own_norm if own_norm is not None else engine.get_global_grad_norm()
         metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         metrics["lr"] = float(engine.get_lr()[0])
@@ -176,6 +188,23 @@ class DeepSpeedLearner:
         if self.anchors is not None and self.anchors.update(self.steps_taken):
             metrics["anchor_reset"] = 1.0
         return metrics
+
+    def _micro_batches(self, batch: TokenBatch | RolloutBatch) -> list[tuple[TokenBatch | RolloutBatch, float]]:
+        """(micro-batch, its share of the shard's rows) in training order: ``micro_batch_size`` rows each, or by
+        ``micro_batch_tokens`` (sorted by length, padding columns dropped, the same count on every rank)."""
+        s = self.settings
+        if s.micro_batch_tokens <= 0:
+            mbs = s.micro_batch_size
+            return [(batch.slice(start, start + mbs), mbs / len(batch)) for start in range(0, len(batch), mbs)]
+        from alignrl.data.micro_batches import split_to_count, token_budget_groups, trim_padding
+
+        tokens = batch.tokens if isinstance(batch, RolloutBatch) else batch
+        groups = token_budget_groups(tokens.attention_mask, s.micro_batch_tokens)
+        if s.world_size > 1:
+            count = torch.tensor([len(groups)], device=self.engine.device)
+            torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+            groups = split_to_count(groups, int(count.item()))
+        return [(trim_padding(batch.select(g)), len(g) / len(batch)) for g in groups]
 
     @torch.no_grad()
     def forward_values(self, batch: TokenBatch) -> torch.Tensor:

@@ -85,3 +85,46 @@ def test_dead_worker_gives_a_clear_error(ray_local, tiny_model_dir):
             group.train_step(_batch(4, seed=0), functools.partial(sft_micro_loss, params=SFTParams()))
     finally:
         group.shutdown()
+
+
+def _ragged_batch(n: int, seed: int, width: int = 24) -> TokenBatch:
+    """Prompts of 2..15 tokens left-padded up to column 16, then 4 completion tokens, right padding after: rows
+    of very different lengths with the same number of loss tokens (so row-weighted means are exact)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(n, width, dtype=torch.long)
+    attention = torch.zeros(n, width, dtype=torch.long)
+    loss = torch.zeros(n, width, dtype=torch.bool)
+    prompt_lens = [2 + (3 * i) % 14 for i in range(n)]
+    for i, p in enumerate(prompt_lens):
+        ids[i, 16 - p:20] = torch.randint(4, 90, (p + 4,), generator=g)
+        attention[i, 16 - p:20] = 1
+        loss[i, 16:20] = True
+    return TokenBatch(ids, attention, loss)
+
+
+def _steps(model_dir, batch: TokenBatch, workers: int, stage: int, **kw) -> list[dict]:
+    settings = LearnerSettings(model_dir=str(model_dir), world_size=workers, batch_size=len(batch),
+                               micro_batch_size=len(batch) // workers, total_steps=2, lr=1e-3, zero_stage=stage,
+                               seed=0, **kw)
+    group = LearnerGroup(settings, cpus_per_worker=0.5)
+    try:
+        loss_fn = functools.partial(sft_micro_loss, params=SFTParams())
+        return [group.train_step(batch, loss_fn) for _ in range(2)]
+    finally:
+        group.shutdown()
+
+
+def test_token_budget_micro_batches_take_the_same_step_with_less_padding(ray_local, tiny_model_dir):
+    batch = _ragged_batch(16, seed=1)
+    fixed = _steps(tiny_model_dir, batch, workers=1, stage=0)
+    budget = _steps(tiny_model_dir, batch, workers=1, stage=0, micro_batch_tokens=40)
+    # two ZeRO-2 ranks: rank 0 gets the 8 longest rows (more micro-batches), rank 1 the 8 shortest; the counts are
+    # equalised, as ZeRO-2 reduces gradients in every backward pass
+    order = (batch.attention_mask.sum(1)).argsort(descending=True, stable=True)
+    dp = _steps(tiny_model_dir, batch.select(order), workers=2, stage=2, micro_batch_tokens=40)
+    assert fixed[0]["micro_batches"] == 1 and budget[0]["micro_batches"] > 2
+    assert budget[0]["pad_frac"] < fixed[0]["pad_frac"] - 0.2
+    for other in (budget, dp):
+        for a, b in zip(fixed, other):
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert other[0]["grad_norm"] == pytest.approx(fixed[0]["grad_norm"], rel=1e-4)
