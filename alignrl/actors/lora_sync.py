@@ -82,22 +82,25 @@ def read_base_layers(base_dir: str | Path, layers: set[str], layer_of) -> dict[s
     return out
 
 
-def merged_layers(base: dict[str, torch.Tensor], adapters: list[tuple], layer_of) -> list[tuple[str, torch.Tensor]]:
+def merged_layers(base: dict[str, torch.Tensor], adapters: list[tuple], layer_of,
+                  out: dict[str, torch.Tensor] | None = None) -> list[tuple[str, torch.Tensor]]:
     """Whole layers of merged weights: each layer touched by an adapter, every tensor of it from ``base`` with the
-    targets replaced by W₀ + scaling · transpose(B·A, fan_in_fan_out), computed in float32 like PEFT's merge on CPU.
+    targets replaced by W₀ + scaling · transpose(B·A, fan_in_fan_out) in float32 (PEFT's merge, as one ``addmm``).
 
-    Raises ``KeyError`` naming a target the base lacks (the learner's base is another model).
+    ``out``: reusable float32 buffers by target name (filled in place, created on first use): a sync then
+    allocates nothing, and fresh memory's page faults cost more than the merge on CPU. Raises ``KeyError``
+    naming a target the base lacks (the learner's base folder is another model).
     """
-    deltas = {}
+    out = {} if out is None else out
+    merged = {}
     for name, a, b, scaling, fan_in_fan_out in adapters:
         if name not in base:
             raise KeyError(f"LoRA sync: the base weights have no {name!r} (the learner's base folder is another model)")
-        delta = b.float() @ a.float()
-        deltas[name] = (delta.T if fan_in_fan_out else delta) * scaling
-    touched = {layer_of(name) for name in deltas}
-    out = []
-    for name, t in base.items():
-        if layer_of(name) not in touched:
-            continue
-        out.append((name, t.float() + deltas[name] if name in deltas else t))
-    return out
+        w0 = base[name].float()
+        buf = out.get(name)
+        if buf is None or buf.shape != w0.shape:
+            buf = out[name] = torch.empty_like(w0)
+        left, right = (a.float().T, b.float().T) if fan_in_fan_out else (b.float(), a.float())
+        merged[name] = torch.addmm(w0, left, right, alpha=scaling, out=buf)
+    touched = {layer_of(name) for name in merged}
+    return [(name, merged.get(name, t)) for name, t in base.items() if layer_of(name) in touched]

@@ -109,7 +109,8 @@ class RolloutWorker:
         start = time.perf_counter()
         nbytes = bucket_nbytes(bucket)
         if is_lora_bucket(bucket):
-            self.engine.load_weights(merged_layers(self._lora_base_layers(bucket), bucket["adapters"], layer_key))
+            base = self._lora_base_layers(bucket)
+            self.engine.load_weights(merged_layers(base, bucket["adapters"], layer_key, out=self._lora_merged))
         else:
             if bucket and len(bucket[0]) == 3:  # (name, array, dtype): sent by to_transport
                 bucket = from_transport(bucket)
@@ -122,6 +123,7 @@ class RolloutWorker:
         cached = getattr(self, "_lora_base", None)
         if cached is None or cached[0] != bucket["base_dir"] or not layers <= cached[1]:
             self._lora_base = (bucket["base_dir"], layers, read_base_layers(bucket["base_dir"], layers, layer_key))
+            self._lora_merged: dict[str, torch.Tensor] = {}  # merge buffers, reused by every later sync
         return self._lora_base[2]
 
     def close(self) -> None:
