@@ -220,6 +220,10 @@ class RolloutConfig:
     separate (colocated actors take turns anyway)."""
     overlap: bool = False
     """Shorthand for max_staleness: 1 (generate step k+1's batch while step k trains)."""
+    stream_scoring: bool = True
+    """Score each rollout worker's part (reference/teacher log-probs, reward models) as soon as it is generated,
+    while the other workers still generate, instead of after the whole batch (not with dynamic sampling, which
+    scores only the groups it keeps)."""
 
     skd_top_k: int = 0
     """Speculative KD sampling for distillation runs (SKD, Xu et al. 2024): the student proposes each token and

@@ -177,14 +177,22 @@ class RolloutGroup:
                             "worker logs)") from None
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        refs = [ref for _, _, ref in self.generate_parts(prompts, sampling)]
+        return [group for part in self._get(refs, "generate") for group in part]  # one list per prompt
+
+    def generate_parts(self, prompts: list[str], sampling: SamplingConfig) -> list[tuple[int, int, ray.ObjectRef]]:
+        """Start generating: prompts ``start:stop`` on worker i (contiguous parts, one per worker with prompts);
+        returns (start, stop, ref) per part, for a caller that handles each part as it completes."""
         n = len(self.workers)
         bounds = [len(prompts) * i // n for i in range(n + 1)]
-        refs = [
-            w.generate.remote(prompts[bounds[i]:bounds[i + 1]],
-                              dataclasses.replace(sampling, seed=sampling.seed + 7919 * i))
-            for i, w in enumerate(self.workers) if bounds[i + 1] > bounds[i]
-        ]
-        return [group for part in self._get(refs, "generate") for group in part]  # one list per prompt
+        return [(bounds[i], bounds[i + 1], w.generate.remote(prompts[bounds[i]:bounds[i + 1]],
+                                                             dataclasses.replace(sampling, seed=sampling.seed + 7919 * i)))
+                for i, w in enumerate(self.workers) if bounds[i + 1] > bounds[i]]
+
+    def next_part(self, pending: dict[ray.ObjectRef, Any]) -> tuple[Any, list[list[Completion]]]:
+        """Wait for the first finished part among ``pending`` (ref → key), remove it, return (key, its groups)."""
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        return pending.pop(ref), self._get([ref], "generate")[0]
 
     def load_buckets(self, bucket_refs: list[ray.ObjectRef]) -> dict[str, float]:
         """Push every bucket to every worker (one call per bucket and worker); returns timing metrics."""

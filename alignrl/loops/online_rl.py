@@ -441,6 +441,75 @@ def _rollout(prompts: list[Example], step: int, attempt: int, cfg: RunConfig, re
     return build_batch(prompt_ids, completions, tokenizer.pad_token_id), scored, completions
 
 
+def _once(fn):
+    """``fn`` (or nothing, for None) callable any number of times, run at most once."""
+    done = []
+
+    def call():
+        if fn is not None and not done:
+            done.append(True)
+            fn()
+    return call
+
+
+def _score_async(scorer, tokens: TokenBatch, topk: int | None):
+    return scorer.logprobs_async(tokens) if topk is None else scorer.topk_logprobs_async(tokens, topk)
+
+
+def _anchor_rows(scorers: dict, parts: list[tuple[dict, int]], topk: dict[str, int]) -> dict[str, torch.Tensor]:
+    """The scorers' results of consecutive row parts ((refs by scorer, the part's width) each), joined: a part
+    narrower than the widest is zero-padded on the right (past its rows' ends, where every loss is masked)."""
+    width = max(w for _, w in parts)
+    pieces: dict[str, list[torch.Tensor]] = {}
+    for refs, _ in parts:
+        for name, s in scorers.items():
+            got = s.get(refs[name], "scoring")
+            named = {f"anchor_logp/{name}": got} if name not in topk else {
+                f"anchor_logp/{name}": got[0], f"anchor_topk_logp/{name}": got[1],
+                f"anchor_topk_index/{name}": got[2]}
+            for key, t in named.items():
+                pad = [0, 0] * (t.ndim - 2) + [0, width - t.shape[1]]
+                pieces.setdefault(key, []).append(torch.nn.functional.pad(t, pad))
+    return {key: torch.cat(ts) for key, ts in pieces.items()}
+
+
+def _rollout_streamed(prompts: list[Example], step: int, cfg: RunConfig, rewarder: RewardSet, tokenizer,
+                      rollout: RolloutGroup, sampling: dict, scorers: dict, topk: dict[str, int], on_generated):
+    """``_rollout`` with scoring streamed: each rollout worker's part goes to the scorers and reward models the
+    moment it is generated, while the other workers still generate. The batch is built as ``_rollout`` builds
+    it (the same rows, order and seeds). Returns (batch, scored, completions, anchor rows, time the last part
+    was generated)."""
+    seed = cfg.seed * 1_000_003 + step * 101  # attempt 0, as _rollout
+    g = sampling["n"]
+    pending = {ref: (start, stop) for start, stop, ref in
+               rollout.generate_parts([x.prompt for x in prompts], SamplingConfig(seed=seed, **sampling))}
+    groups: dict[int, list] = {}
+    parts: dict[int, tuple[dict, int]] = {}
+    reward_refs: dict[int, dict] = {}
+    try:
+        while pending:
+            (start, stop), part_groups = rollout.next_part(pending)
+            groups[start] = part_groups
+            completions = [c for group in part_groups for c in group]
+            part_prompts = [x.prompt for x in prompts[start:stop] for _ in range(g)]
+            part = build_batch([tokenizer(t)["input_ids"] for t in part_prompts], completions, tokenizer.pad_token_id)
+            parts[start] = ({n: _score_async(s, part.tokens, topk.get(n)) for n, s in scorers.items()},
+                            part.tokens.input_ids.shape[1])
+            reward_refs[start] = rewarder.score_models_async(part_prompts, [c.text for c in completions])
+    finally:
+        on_generated()
+    t_gen = time.perf_counter()
+    order = sorted(groups)
+    completions = [c for start in order for group in groups[start] for c in group]
+    prompt_texts = [x.prompt for x in prompts for _ in range(g)]
+    model_parts = {n: [reward_refs[start][n] for start in order] for n in rewarder.workers}
+    scored = rewarder.score(prompt_texts, [c.text for c in completions], [x.answer for x in prompts for _ in range(g)],
+                            model_parts=model_parts)
+    batch = build_batch([tokenizer(t)["input_ids"] for t in prompt_texts], completions, tokenizer.pad_token_id)
+    anchor_rows = _anchor_rows(scorers, [parts[start] for start in order], topk) if scorers else {}
+    return batch, scored, completions, anchor_rows, t_gen
+
+
 @dataclass(frozen=True, slots=True)
 class Collected:
     """One step's scored rollouts: what the learner needs besides the anchors' coefficients."""
@@ -467,8 +536,15 @@ def _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout, 
     t_start = time.perf_counter()
     g = p.group_size
     from_student = student_step(cfg.seed, step, getattr(p, "lmbda", 1.0))
+    topk = {n: a.topk for n, a in zip(cfg.anchor_names, cfg.anchors) if a.estimator == "topk"}
+    streamed = None
+    on_generated = _once(on_generated)
     try:
-        if from_student:
+        if from_student and cfg.rollout.stream_scoring and not p.dynamic_sampling:
+            streamed = _rollout_streamed(prompts, step, cfg, rewarder, tokenizer, rollout, sampling, scorers, topk,
+                                         on_generated)  # calls it as soon as the last part is generated
+            batch, scored, completions, anchor_rows, t_gen = streamed
+        elif from_student:
             batch, scored, completions = _rollout(prompts, step, 0, cfg, rewarder, tokenizer, rollout, sampling)
         else:
             batch, scored, completions = _gold(prompts, g, rewarder, tokenizer)
@@ -491,18 +567,11 @@ def _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout, 
                 parts.append((b2, shaped, s2.correct, keep_informative_groups(shaped, g)))
             batch, rewards, correct = _select_groups(parts, len(prompts), g, tokenizer.pad_token_id)
     finally:
-        if on_generated is not None:
-            on_generated()
-    t_gen = time.perf_counter()
-    topk = {n: a.topk for n, a in zip(cfg.anchor_names, cfg.anchors) if a.estimator == "topk"}
-    refs = {name: s.topk_logprobs_async(batch.tokens, topk[name]) if name in topk else s.logprobs_async(batch.tokens)
-            for name, s in scorers.items()}
-    anchor_rows = {}
-    for name, s in scorers.items():
-        got = s.get(refs[name], "scoring")
-        if name in topk:
-            got, anchor_rows[f"anchor_topk_logp/{name}"], anchor_rows[f"anchor_topk_index/{name}"] = got
-        anchor_rows[f"anchor_logp/{name}"] = got
+        on_generated()
+    if streamed is None:
+        t_gen = time.perf_counter()
+        refs = {name: _score_async(s, batch.tokens, topk.get(name)) for name, s in scorers.items()}
+        anchor_rows = _anchor_rows(scorers, [(refs, batch.tokens.input_ids.shape[1])], topk)
     return Collected(batch, rewards, correct, completions, kept_frac, anchor_rows, t_gen - t_start,
                      time.perf_counter() - t_gen, off_policy and from_student, from_student, scored.metrics)
 

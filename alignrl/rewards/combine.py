@@ -14,6 +14,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -73,11 +74,21 @@ class RewardSet:
             self.shutdown()
             raise
 
-    def score(self, prompts: list[str], completions: list[str], answers: list[str | None]) -> Scored:
-        """Rewards for B completions (prompts and answers repeated per sample, grouped by prompt)."""
+    def score_models_async(self, prompts: list[str], completions: list[str]) -> dict[str, Any]:
+        """Start the reward-model terms on some completions (one ref per term), e.g. a part of the batch that
+        finished generating early; pass the refs of all parts, in row order, to ``score(model_parts=...)``."""
+        return {n: w.score_async(prompts, completions) for n, w in self.workers.items()}
+
+    def score(self, prompts: list[str], completions: list[str], answers: list[str | None],
+              model_parts: dict[str, list[Any]] | None = None) -> Scored:
+        """Rewards for B completions (prompts and answers repeated per sample, grouped by prompt).
+
+        ``model_parts``: per reward-model term, the refs ``score_models_async`` returned for consecutive parts
+        of these completions (their scores are joined instead of scoring again)."""
         from alignrl.tasks.base import parse_task_uri, reward_for
 
-        refs = {n: w.score_async(prompts, completions) for n, w in self.workers.items()}
+        if model_parts is None:
+            model_parts = {n: [ref] for n, ref in self.score_models_async(prompts, completions).items()}
         total = torch.zeros(len(completions))
         metrics: dict[str, float] = {}
         for n, t in zip(self.names, self.terms):
@@ -86,7 +97,7 @@ class RewardSet:
             elif t.kind == "function":
                 raw = self._call_function(n, t, prompts, completions, answers)
             else:
-                scores = self.workers[n].get(refs[n], "scoring")
+                scores = torch.cat([self.workers[n].get(ref, "scoring") for ref in model_parts[n]], dim=-1)
                 if t.kind == "ensemble":
                     raw, member_metrics = aggregate_rewards(scores, t.aggregate.name, _aggregate_params(t))
                     metrics.update({f"train/reward/{n}/{k}": float(v) for k, v in member_metrics.items()})

@@ -123,3 +123,20 @@ def test_a_teacher_with_another_tokenizer_is_refused_before_anything_starts(tmp_
     err = capsys.readouterr().err
     assert "anchors[0] (path)" in err and "tokenizers" in err and "Traceback" not in err
     assert not (tmp_path / "runs" / "bad").exists()  # nothing half-written
+
+
+def test_streamed_scoring_takes_the_same_steps_as_scoring_after_the_batch(tmp_path, recipe):
+    # two HF rollout workers: each one's half goes to the frozen-init scorer as soon as it is generated
+    common = ["rollout.engine=hf", "rollout.workers=2", "rollout.cpus_per_worker=0.25", "learner.cpus_per_worker=0.5",
+              "anchors=[{model: init, estimator: k3, coef: 0.1, cpus: 0.25}]", "train.steps=2",
+              "algorithm.entropy_coef=0.05"]  # rewards are all 0 on a fresh model: the bonus moves the policy
+    streamed, after = ([r for r in read_metrics(tmp_path / name / "metrics.jsonl") if "train/loss" in r]
+                       for name in ("streamed", "after")
+                       if main(["run", str(recipe), f"output_dir={tmp_path}", f"name={name}", *BASE, *common,
+                                f"rollout.stream_scoring={str(name == 'streamed').lower()}", "--no-progress"]) == 0)
+    assert len(streamed) == len(after) == 2
+    for s, a in zip(streamed, after):
+        assert s["train/reward_mean"] == a["train/reward_mean"]  # the same samples
+        for key in ("train/loss", "train/anchor/init"):
+            assert s[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
+    assert streamed[1]["train/anchor/init"] > 0  # the policy moved away from the anchor: a real comparison
