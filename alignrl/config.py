@@ -157,8 +157,13 @@ class TrainConfig:
     """Evaluate on data.eval every N steps (0: only at the end)."""
     checkpoint_every: int = 0
     """Save a checkpoint every N steps (0: only at the end)."""
+    max_bad_steps: int = 3
+    """A step with NaN/inf rewards, advantages, loss or gradient norm is skipped (the optimizer untouched, the
+    cause noted in metrics.jsonl); after this many consecutive skipped steps the run stops (0: at the first)."""
 
     def __post_init__(self) -> None:
+        if self.max_bad_steps < 0:
+            raise ValueError(f"max_bad_steps must be >= 0, got {self.max_bad_steps}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:

@@ -51,6 +51,12 @@ class Tracker:
         live = "  ".join(f"{k}={metrics[k]:.4g}" for k in self.live_keys if k in metrics)
         self.progress.update(self.task, completed=step if advance else None, live=live or None)
 
+    def note(self, step: int, text: str) -> None:
+        """An event worth a line of its own (a skipped step, a restarted worker): ``{"step", "time", "note"}`` in
+        metrics.jsonl and a yellow line on the console."""
+        self.jsonl.write(json.dumps({"step": step, "time": round(time.time() - self.start, 3), "note": text}) + "\n")
+        self.progress.console.print(f"[yellow]{text}[/yellow]")
+
     def close(self) -> None:
         self.progress.stop()
         self.tb.close()

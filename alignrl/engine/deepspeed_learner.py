@@ -158,32 +158,42 @@ class DeepSpeedLearner:
             batch = self.anchors.fill_logps(batch, mbs, device)
         plan = self._micro_batches(batch)
         by_budget = self.settings.micro_batch_tokens > 0
+        can_skip = self.settings.zero_stage == 0
         sums: dict[str, float] = {}
         own_norm = None
-        real = area = 0
+        real = area = nonfinite = 0
         for k, (micro, weight) in enumerate(plan):
-            if by_budget:  # the number of micro-batches varies from step to step: we say where the step ends
-                engine.set_gradient_accumulation_boundary(k == len(plan) - 1)
+            # we say where the step ends: by budget the number of micro-batches varies, and a skipped step must
+            # not shift DeepSpeed's own count of them
+            engine.set_gradient_accumulation_boundary(k == len(plan) - 1)
             mask = (micro.tokens if isinstance(micro, RolloutBatch) else micro).attention_mask
             real, area = real + int(mask.sum()), area + mask.numel()
             micro = micro.to(device)
             if self.anchors is not None:
                 micro = self.anchors.add_logits(micro)
             out = loss_fn(engine, micro)
+            nonfinite += int(not torch.isfinite(out.loss.detach()).all())
             # DeepSpeed divides each micro-batch's loss by its fixed accumulation count; by budget, micro-batches
             # differ in size, so each is weighted by its share of the shard's rows instead
             engine.backward(out.loss * (weight * self.settings.accumulation_steps) if by_budget else out.loss)
-            if self.settings.zero_stage == 0 and engine.is_gradient_accumulation_boundary():
+            if can_skip and k == len(plan) - 1:
                 own_norm = _grad_norm(engine.module)  # DeepSpeed tracks no norm without ZeRO; grads are reduced here
+                if not math.isfinite(own_norm):
+                    break  # the reduced gradient is the same on every rank: all of them skip this step
             engine.step()
             for key, value in {"loss": out.loss.detach(), **out.metrics}.items():
                 sums[key] = sums.get(key, 0.0) + weight * float(value)
         metrics = dict(sums)
+        if own_norm is not None and not math.isfinite(own_norm):
+            engine.zero_grad()  # no optimizer or scheduler step: the weights and Adam moments stay as they were
+            metrics = {"skipped": 1.0, "nonfinite_loss_frac": nonfinite / len(plan)}
         metrics["micro_batches"] = float(len(plan))
         metrics["pad_frac"] = 1.0 - real / max(area, 1)
         grad_norm = own_norm if own_norm is not None else engine.get_global_grad_norm()
         metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         metrics["lr"] = float(engine.get_lr()[0])
+        if metrics.get("skipped"):
+            return metrics  # the step did not happen: no step counted, no anchor update
         self.steps_taken += 1
         if self.anchors is not None and self.anchors.update(self.steps_taken):
             metrics["anchor_reset"] = 1.0

@@ -9,6 +9,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -117,14 +118,43 @@ def run_eval(engine, data: RunData, cfg: RunConfig) -> dict | None:
     )
 
 
-def check_finite(step: int, metrics: dict[str, float]) -> None:
-    """Stop with a clear message when the loss or gradient norm is NaN/inf."""
-    for key in ("loss", "grad_norm"):
-        if key in metrics and not math.isfinite(metrics[key]):
+@dataclass
+class BadSteps:
+    """Skipped steps (NaN/inf rewards, advantages, loss or gradients): each is noted in the run's metrics.jsonl and
+    on the console; ``limit`` consecutive ones are tolerated, the next stops the run."""
+
+    limit: int
+    tracker: Any = None
+    consecutive: int = 0
+    total: int = 0
+
+    def check(self, step: int, metrics: dict[str, float], reason: str | None = None) -> bool:
+        """After a step: True if it was skipped (``reason``, or the learner's ``skipped`` metric says why). A
+        NaN/inf loss or gradient norm the learner could not skip (ZeRO stage 1-3) stops the run at once."""
+        prefix = "train/" if any(k.startswith("train/") for k in metrics) else ""
+        if reason is None and metrics.get(f"{prefix}skipped", 0.0) > 0:
+            frac = metrics.get(f"{prefix}nonfinite_loss_frac", 0.0)
+            reason = (f"the loss was NaN/inf in {frac:.0%} of the micro-batches" if frac > 0 else
+                      f"the gradient norm was {metrics.get(f'{prefix}grad_norm')}")
+        if reason is None:
+            for key in ("loss", "grad_norm"):
+                value = metrics.get(f"{prefix}{key}")
+                if value is not None and not math.isfinite(value):
+                    raise UserError(
+                        f"step {step}: {key} is {value}; training diverged. Steps with NaN/inf are skipped only at "
+                        "learner.zero_stage 0; lower learner.lr or learner.max_grad_norm, or check the data")
+            self.consecutive = 0
+            return False
+        self.consecutive += 1
+        self.total += 1
+        if self.tracker is not None:
+            self.tracker.note(step, f"step {step} skipped: {reason}")
+        if self.consecutive > self.limit:
             raise UserError(
-                f"step {step}: {key} is {metrics[key]}; training diverged. Lower learner.lr, "
-                "raise learner.max_grad_norm clipping (smaller value) or check the data"
-            )
+                f"step {step}: {self.consecutive} consecutive steps skipped for NaN/inf values, the last because "
+                f"{reason}. Training diverged or the rewards are broken: lower learner.lr, check the reward terms and "
+                f"the data, or allow more with train.max_bad_steps (now {self.limit})")
+        return True
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -182,12 +212,12 @@ def shuffled_index_batches(n: int, batch_size: int, seed: int):
             yield order[start:start + batch_size]
 
 
-def train_and_log(group, batch, loss_fn, step: int, last_step: int, log_every: int, tracker) -> dict[str, float]:
-    """One learner step: train, stop on a NaN/inf loss or gradient, log ``train/*`` every ``log_every`` steps and
-    at ``last_step``; returns the step's metrics."""
+def train_and_log(group, batch, loss_fn, step: int, last_step: int, log_every: int, tracker,
+                  bad_steps: BadSteps) -> dict[str, float]:
+    """One learner step: train (a step with a NaN/inf loss or gradient is skipped and counted by ``bad_steps``),
+    log ``train/*`` every ``log_every`` steps, at ``last_step`` and at every skipped step; returns its metrics."""
     metrics = group.train_step(batch, loss_fn)
-    check_finite(step, metrics)
-    if step % log_every == 0 or step == last_step:
+    if bad_steps.check(step, metrics) or step % log_every == 0 or step == last_step:
         tracker.log(step, {f"train/{k}": v for k, v in metrics.items()} | {"loss": metrics["loss"]})
     return metrics
 

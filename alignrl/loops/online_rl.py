@@ -34,7 +34,7 @@ from alignrl.engine.deepspeed_learner import value_predictions
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
 from alignrl.loops.common import (
-    check_finite,
+    BadSteps,
     create_run_dir,
     every,
     learner_settings,
@@ -324,6 +324,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress,
                       live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]),
                       resume_step=trainer_state["step"] if resume else None)
+    bad_steps, skipped = BadSteps(cfg.train.max_bad_steps, tracker), []
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         if cfg.ray.address is None:
@@ -381,8 +382,9 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 # run resumed from a checkpoint starts exactly as the uninterrupted run went on.
                 metrics = _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
                                     adv_entry, adv_params, sampling, critic, adaptive_now, prefetch=prefetch,
-                                    prefetch_until=_prefetch_until(step, cfg, bool(data.eval)), taid_now=taid_now)
-                check_finite(step, metrics)
+                                    prefetch_until=_prefetch_until(step, cfg, bool(data.eval)), taid_now=taid_now,
+                                    skipped=skipped)
+                bad_steps.check(step, metrics, skipped.pop() if skipped else None)
                 tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
                             | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
                 if evals:
@@ -702,10 +704,27 @@ def _prefetch_until(step: int, cfg: RunConfig, has_eval: bool) -> int:
     return until
 
 
+def nonfinite_reason(rewards: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> str | None:
+    """Why a batch cannot train (NaN/inf rewards or advantages on response tokens, naming the first samples), or
+    None."""
+    for what, bad in (("rewards", ~torch.isfinite(rewards)),
+                      ("advantages", (~torch.isfinite(advantages) & mask).any(-1) if advantages.ndim > 1
+                       else ~torch.isfinite(advantages))):
+        rows = bad.nonzero().flatten().tolist()
+        if rows:
+            shown = ", ".join(map(str, rows[:8])) + (", ..." if len(rows) > 8 else "")
+            return f"{what} were NaN/inf for {len(rows)} of {len(bad)} samples (rows {shown})"
+    return None
+
+
 def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
               adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
-              prefetch_until: int = 0, taid_now: dict[str, TAIDSchedule] | None = None) -> dict[str, float]:
-    """One step; with ``prefetch``, the batches of steps up to ``prefetch_until`` are queued before training."""
+              prefetch_until: int = 0, taid_now: dict[str, TAIDSchedule] | None = None,
+              skipped: list[str] | None = None) -> dict[str, float]:
+    """One step; with ``prefetch``, the batches of steps up to ``prefetch_until`` are queued before training.
+
+    A batch with NaN/inf rewards or advantages is not trained on (its reason is appended to ``skipped``); the
+    weight sync still runs, so the rollout's bookkeeping of weight versions stays one per step."""
     t_start = time.perf_counter()
     g = p.group_size
     taken = prefetch.take(step) if prefetch is not None else None
@@ -758,7 +777,11 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
     adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards, values=values,
                                        group_index=contiguous_groups(len(rewards), g)), adv_params)
     batch = batch.with_rows(advantages=adv.adv.float(), **anchor_rows)
-    if critic is not None:  # the critic learns from this batch's returns while the policy does its step
+    reason = nonfinite_reason(rewards, adv.adv, mask)
+    if reason is not None and skipped is not None:
+        skipped.append(reason)
+        metrics["train/skipped"] = 1.0
+    if critic is not None and reason is None:  # the critic learns from this batch's returns as the policy steps
         critic_batch = batch.with_rows(values_old=values, returns=adv.returns.float())
         critic_fn = functools.partial(critic_micro_loss, params=ValueParams(clip=p.value_clip, loss_agg=p.loss_agg))
         for key, value in critic.train_step(critic_batch, critic_fn).items():
@@ -767,7 +790,7 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
     updates = p.updates_per_step
     size = len(batch) // updates
     learner_metrics: list[dict[str, float]] = []
-    for u in range(updates):
+    for u in range(updates if reason is None else 0):
         # π_old is the learner's own π_θ only for the first update on a batch the current weights sampled.
         on_policy = u == 0 and not got.off_policy
         loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=on_policy,

@@ -34,6 +34,7 @@ from alignrl.data.sources import PreferenceExample, load_examples, load_preferen
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
 from alignrl.loops.common import (
+    BadSteps,
     RunData,
     create_run_dir,
     every,
@@ -243,6 +244,7 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                                    total_steps=rounds * steps)
     loss_fn = functools.partial(preference_micro_loss, params=p)
     tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    bad_steps = BadSteps(cfg.train.max_bad_steps, tracker)
     final: dict = {}
     if p.reference == "model":
         from alignrl.models.loading import check_same_tokenizer
@@ -311,7 +313,8 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                 batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums,
                                    shared)
                 for step in range(r * steps + 1, (r + 1) * steps + 1):
-                    train_and_log(group, next(batches), loss_fn, step, rounds * steps, cfg.train.log_every, tracker)
+                    train_and_log(group, next(batches), loss_fn, step, rounds * steps, cfg.train.log_every, tracker,
+                                  bad_steps)
                     last = step == rounds * steps
                     round_end = step == (r + 1) * steps
                     do_eval = evaluates and (last or every(step, cfg.train.eval_every) or (p.online and round_end))

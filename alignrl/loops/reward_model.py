@@ -26,6 +26,7 @@ from alignrl.data.sources import PreferenceExample, load_preference_examples
 from alignrl.errors import UserError
 from alignrl.io import atomic_dir
 from alignrl.loops.common import (
+    BadSteps,
     create_run_dir,
     every,
     finish_run,
@@ -201,6 +202,7 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
                                    members=lora_members)
     loss_fn = functools.partial(bt_ensemble_micro_loss if lora_members else bt_micro_loss, params=params)
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    bad_steps = BadSteps(cfg.train.max_bad_steps, tracker)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         group = LearnerGroup(settings, cpus_per_worker=cfg.learner.cpus_per_worker)
@@ -220,7 +222,8 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
             if eval_tok and cfg.train.eval_every:
                 evaluate_now(0)
             for step in range(1, cfg.train.steps + 1):
-                train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker)
+                train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker,
+                              bad_steps)
                 last = step == cfg.train.steps
                 if eval_tok and (last or every(step, cfg.train.eval_every)):
                     final = evaluate_now(step)

@@ -16,6 +16,7 @@ from alignrl.config import RunConfig, TrainConfig
 from alignrl.data.collate import TokenizedExample, collate_sft, tokenize_sft
 from alignrl.errors import UserError
 from alignrl.loops.common import (
+    BadSteps,
     RunData,
     create_run_dir,
     every,
@@ -79,6 +80,7 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
                        tokenizer.pad_token_id, cfg.seed)
     loss_fn = functools.partial(sft_micro_loss, params=cfg.algorithm.params)
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    bad_steps = BadSteps(cfg.train.max_bad_steps, tracker)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         group = LearnerGroup(learner_settings(cfg, model_dir), cpus_per_worker=cfg.learner.cpus_per_worker)
@@ -97,7 +99,8 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
                 evaluate_now(0, group.full_state_dict())  # the starting point of the learning curve
             for step in range(1, cfg.train.steps + 1):
                 # 1. update
-                train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker)
+                train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker,
+                              bad_steps)
                 last = step == cfg.train.steps
                 do_eval = engine is not None and (last or every(step, cfg.train.eval_every))
                 do_checkpoint = last or every(step, cfg.train.checkpoint_every)

@@ -21,7 +21,7 @@ import torch
 from alignrl.errors import UserError
 from alignrl.registry import REWARD_AGGREGATIONS
 from alignrl.rewards.aggregate import aggregate_rewards
-from alignrl.rewards.normalize import RunningStats, normalize_group, normalize_running
+from alignrl.rewards.normalize import EPS, RunningStats, normalize_group, normalize_running
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +122,20 @@ class RewardSet:
             out = torch.tensor([float(v) for v in values], dtype=torch.float32)
         except Exception as err:  # the user's code: name it and stop cleanly
             raise UserError(f"reward {name!r} ({term.function}) failed: {type(err).__name__}: {err}") from None
-        if out.shape != (len(completions),) or not torch.isfinite(out).all():
-            raise UserError(f"reward {name!r} ({term.function}) must return {len(completions)} finite numbers, got "
-                            f"{tuple(out.shape)} values{'' if torch.isfinite(out).all() else ' with NaN/inf'}")
+        if out.shape != (len(completions),):  # NaN/inf values pass: the loop skips the step and names the samples
+            raise UserError(f"reward {name!r} ({term.function}) must return {len(completions)} numbers, got "
+                            f"{tuple(out.shape)} values")
         return out
 
     def _normalize(self, name: str, how: str, raw: torch.Tensor) -> torch.Tensor:
         if how == "running":
-            out, self.stats[name] = normalize_running(raw, self.stats[name])
-            return out
+            finite = torch.isfinite(raw)
+            if finite.all():
+                out, self.stats[name] = normalize_running(raw, self.stats[name])
+                return out
+            if finite.any():  # NaN/inf samples (their step will be skipped) must not poison the statistics
+                _, self.stats[name] = normalize_running(raw[finite], self.stats[name])
+            return (raw - self.stats[name].mean) / (self.stats[name].std + EPS)
         if how == "group":
             return normalize_group(raw, self.group_size)
         return raw

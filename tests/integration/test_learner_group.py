@@ -1,6 +1,7 @@
 """Real Ray actors around real DeepSpeed engines (CPU accelerator, gloo) on a tiny model."""
 
 import functools
+import math
 
 import pytest
 import torch
@@ -128,3 +129,51 @@ def test_token_budget_micro_batches_take_the_same_step_with_less_padding(ray_loc
         for a, b in zip(fixed, other):
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
         assert other[0]["grad_norm"] == pytest.approx(fixed[0]["grad_norm"], rel=1e-4)
+
+
+POISON = 99  # a first token that makes the loss NaN
+
+
+def _poisonable_loss():
+    """An SFT loss that is NaN on a micro-batch holding a POISON row (a closure: Ray pickles it by value)."""
+    from alignrl.types import LossOut
+
+    params = SFTParams()
+
+    def loss(model, micro):
+        out = sft_micro_loss(model, micro, params)
+        if bool((micro.input_ids[:, 0] == POISON).any()):
+            return LossOut(out.loss * float("nan"), out.metrics)
+        return out
+    return loss
+
+
+def test_a_nan_step_is_skipped_leaving_weights_and_optimizer_untouched(ray_local, tiny_model_dir):
+    good, bad = _batch(8, seed=0), _batch(8, seed=1)
+    bad.input_ids[5, 0] = POISON  # one row of the second micro-batch (4 rows each)
+    loss_fn = _poisonable_loss()
+
+    def run(batches):
+        settings = LearnerSettings(model_dir=str(tiny_model_dir), world_size=1, batch_size=8, micro_batch_size=4,
+                                   total_steps=4, lr=1e-2, seed=0, warmup_steps=2)
+        group = LearnerGroup(settings, cpus_per_worker=0.5)
+        try:
+            start = group.full_state_dict()
+            metrics = []
+            for b in batches:
+                metrics.append(group.train_step(b, loss_fn))
+                if len(metrics) == 1:
+                    after_first = group.full_state_dict()
+            return start, after_first, group.full_state_dict(), metrics
+        finally:
+            group.shutdown()
+
+    start, after_bad, end, metrics = run([bad, good])
+    assert metrics[0]["skipped"] == 1.0 and metrics[0]["nonfinite_loss_frac"] == 0.5
+    assert not math.isfinite(metrics[0]["grad_norm"]) and "loss" not in metrics[0]
+    assert all(torch.equal(after_bad[n], t) for n, t in start.items())  # no update
+    # the optimizer and LR schedule did not move either: the good step then equals a fresh learner's first step
+    _, _, fresh, fresh_metrics = run([good])
+    assert metrics[1]["lr"] == fresh_metrics[0]["lr"] and metrics[1]["loss"] == fresh_metrics[0]["loss"]
+    for name, t in fresh.items():
+        torch.testing.assert_close(end[name], t, rtol=0, atol=0)

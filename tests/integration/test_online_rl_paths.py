@@ -1,7 +1,8 @@
 """Online RL code paths the learning test does not take, each for a few steps on a fresh tiny model:
 LoRA (adapter-only weight sync) + colocated placement + EMA and JS anchors + reward-gated mask + several updates per batch + TIS +
 entropy bonus (vLLM); and 2 data-parallel ZeRO-2 learners + DAPO (dynamic sampling, overlong shaping) +
-a KL-in-reward anchor + Elastic Reset-free HF rollout. What is checked is that every step's metrics are
+a KL-in-reward anchor + Elastic Reset-free HF rollout; streamed scoring against scoring after the batch; NaN
+rewards skipped, then too many of them stopping the run. What is checked is that every step's metrics are
 finite and say what the configuration asked for, and that the export is a loadable HF folder."""
 
 import math
@@ -140,3 +141,39 @@ def test_streamed_scoring_takes_the_same_steps_as_scoring_after_the_batch(tmp_pa
         for key in ("train/loss", "train/anchor/init"):
             assert s[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
     assert streamed[1]["train/anchor/init"] > 0  # the policy moved away from the anchor: a real comparison
+
+
+NAN_FIRST_CALLS = """
+calls = 0
+
+def score(prompts, completions, answers):
+    global calls
+    calls += 1
+    bad = calls <= {bad_calls}
+    return [float("nan") if bad and i in (1, 6) else 0.0 for i in range(len(completions))]
+"""
+
+
+def _nan_reward_run(tmp_path, recipe, name: str, bad_calls: int) -> int:
+    fn = tmp_path / f"{name}_reward.py"
+    fn.write_text(NAN_FIRST_CALLS.format(bad_calls=bad_calls))
+    return main(["run", str(recipe), f"output_dir={tmp_path}", f"name={name}", *BASE, "rollout.engine=hf",
+                 "train.steps=4", "train.max_bad_steps=2", "algorithm.entropy_coef=0.05",
+                 f"rewards=[{{kind: verifier}}, {{kind: function, function: '{fn}:score'}}]", "--no-progress"])
+
+
+def test_nan_rewards_skip_the_step_and_too_many_stop_the_run(tmp_path, recipe, capsys):
+    # the first 2 steps get NaN rewards for 2 samples: skipped (no learner step), noted with the rows; then it trains
+    assert _nan_reward_run(tmp_path, recipe, "recovers", bad_calls=2) == 0
+    records = read_metrics(tmp_path / "recovers" / "metrics.jsonl")
+    notes = [r for r in records if "note" in r]
+    assert [(r["step"], r["note"]) for r in notes] == [
+        (s, f"step {s} skipped: rewards were NaN/inf for 2 of 16 samples (rows 1, 6)") for s in (1, 2)]
+    trained = [r for r in records if "train/loss" in r]
+    assert [r["step"] for r in trained] == [3, 4]
+    assert [r["step"] for r in records if r.get("train/skipped") == 1.0] == [1, 2]
+    # NaN every time: 2 skipped steps are tolerated, the 3rd stops the run with exit 2 and no traceback
+    assert _nan_reward_run(tmp_path, recipe, "diverges", bad_calls=99) == 2
+    err = capsys.readouterr().err
+    assert "step 3: 3 consecutive steps skipped for NaN/inf values, the last because rewards were NaN/inf" in err
+    assert "train.max_bad_steps (now 2)" in err and "Traceback" not in err

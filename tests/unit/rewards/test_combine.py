@@ -54,8 +54,7 @@ def test_running_normalization_state_round_trips():
 
 
 @pytest.mark.parametrize("body, words", [
-    ("def score(p, c, a):\n    return [1.0]\n", ["must return 4 finite numbers", "(1,)"]),
-    ("def score(p, c, a):\n    return [float('nan')] * len(c)\n", ["NaN/inf"]),
+    ("def score(p, c, a):\n    return [1.0]\n", ["must return 4 numbers", "(1,)"]),
     ("def score(p, c, a):\n    raise KeyError('boom')\n", ["failed: KeyError", "boom"]),
 ])
 def test_a_bad_function_is_named(tmp_path, body, words):
@@ -63,6 +62,15 @@ def test_a_bad_function_is_named(tmp_path, body, words):
     with pytest.raises(UserError) as err:
         RewardSet(terms, ("mine",), "tasks://arithmetic?digits=2", 2).score(PROMPTS, COMPLETIONS, ANSWERS)
     assert "reward 'mine'" in str(err.value) and all(w in str(err.value) for w in words)
+
+
+def test_nan_rewards_pass_through_without_poisoning_the_running_statistics(tmp_path):
+    # the loop skips a step with NaN/inf rewards and names the samples; the statistics must survive it
+    body = "def score(p, c, a):\n    return [float('nan'), 1.0, 2.0, 3.0][:len(c)]\n"
+    terms = (RewardConfig(kind="function", function=_fn_file(tmp_path, body), normalize="running"),)
+    rewards = RewardSet(terms, ("mine",), "tasks://arithmetic?digits=2", 2).score(PROMPTS, COMPLETIONS, ANSWERS)
+    assert torch.isnan(rewards.rewards[0]) and torch.isfinite(rewards.rewards[1:]).all()
+    assert rewards.rewards[1:].tolist() == pytest.approx([-1.2247, 0.0, 1.2247], abs=1e-3)  # (r − 2) / std(1, 2, 3)
 
 
 def test_loading_a_function_names_the_problem(tmp_path):
