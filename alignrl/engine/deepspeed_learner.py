@@ -100,19 +100,19 @@ class DeepSpeedLearner:
         if s.model_kind == "value":
             from transformers import AutoModelForTokenClassification
 
-            model = AutoModelForTokenClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32)
+            model = AutoModelForTokenClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32, use_safetensors=True)
             torch.nn.init.zeros_(model.score.weight)  # V ≡ 0 at the start: no random baseline noise
         elif s.model_kind == "reward":  # model_dir is a sequence-classification folder (its head seeded by the loop)
             from transformers import AutoModelForSequenceClassification
 
-            model = AutoModelForSequenceClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32, use_safetensors=True)
             if s.lora is not None:
                 from alignrl.models.lora_ensemble import LoraRewardEnsemble
 
                 model = LoraRewardEnsemble(model, s.members, s.lora["r"], s.lora["lora_alpha"],
                                            tuple(s.lora["target_modules"]))
         else:
-            model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(s.model_dir, dtype=torch.float32, use_safetensors=True)
         if s.lora is not None and s.model_kind != "reward":
             from peft import LoraConfig, get_peft_model
 

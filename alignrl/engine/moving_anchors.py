@@ -113,7 +113,7 @@ class ShardedMovingAnchors(MovingAnchors):
         self.models = {}
         for s in specs:
             # starts where the policy starts (the same folder); a resumed run then loads the checkpointed anchor
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True)
             engine, _, _, _ = deepspeed.initialize(model=model, config=config)
             self.models[s.name] = engine.module.eval().requires_grad_(False)
 

@@ -57,7 +57,8 @@ def build_reward_init(backbone_dir: Path, out_dir: Path, seed: int) -> Path:
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # "score.weight newly initialized" is the point here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32,
+                                                                   use_safetensors=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
     model.config.pad_token_id = tokenizer.pad_token_id

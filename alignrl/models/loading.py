@@ -25,10 +25,11 @@ def torch_dtype(name: str, key: str = "dtype") -> torch.dtype:
     return DTYPES[name]
 
 
-def check_model_dir(path: str | os.PathLike[str], key: str = "policy.path") -> Path:
-    """Return ``path`` as an absolute Path if it is an HF model folder; ``UserError`` otherwise."""
+def check_model_dir(path: str | os.PathLike[str], key: str = "policy.path", weights: bool = True) -> Path:
+    """Return ``path`` as an absolute Path if it is an HF model folder (with safetensors weights unless
+    ``weights`` is False); ``UserError`` otherwise."""
     folder = Path(path).expanduser().absolute()
-    problem = model_dir_problem(folder)
+    problem = model_dir_problem(folder, weights)
     if problem is None:
         return folder
     raise UserError(f"{key}: {folder} {problem}. {MAKE_A_MODEL}.")
@@ -36,7 +37,7 @@ def check_model_dir(path: str | os.PathLike[str], key: str = "policy.path") -> P
 
 def load_tokenizer(path: str | os.PathLike[str], key: str = "policy.path") -> PreTrainedTokenizerBase:
     """The folder's tokenizer, padding on the left; a missing pad token is set to the EOS token."""
-    tokenizer = AutoTokenizer.from_pretrained(check_model_dir(path, key))
+    tokenizer = AutoTokenizer.from_pretrained(check_model_dir(path, key, weights=False))
     tokenizer.padding_side = "left"  # batched generation appends after the last prompt token
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -48,7 +49,8 @@ def load_tokenizer(path: str | os.PathLike[str], key: str = "policy.path") -> Pr
 def load_causal_lm(path: str | os.PathLike[str], dtype: str = "float32", key: str = "policy.path") -> PreTrainedModel:
     """The folder's causal LM in ``dtype`` (float32, bfloat16 or float16), on CPU, in eval mode."""
     folder = check_model_dir(path, key)
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype, f"{key} dtype"))
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype, f"{key} dtype"),
+                                                use_safetensors=True)
 
 
 def check_same_tokenizer(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]) -> None:
@@ -57,8 +59,8 @@ def check_same_tokenizer(path_a: str | os.PathLike[str], path_b: str | os.PathLi
     Models that share log-probs or logits (policy and reference, student and teacher, merge
     inputs) must agree on token ids; a mismatch would compare unrelated tokens silently.
     """
-    vocab_a = AutoTokenizer.from_pretrained(check_model_dir(path_a, "model")).get_vocab()
-    vocab_b = AutoTokenizer.from_pretrained(check_model_dir(path_b, "model")).get_vocab()
+    vocab_a = AutoTokenizer.from_pretrained(check_model_dir(path_a, "model", weights=False)).get_vocab()
+    vocab_b = AutoTokenizer.from_pretrained(check_model_dir(path_b, "model", weights=False)).get_vocab()
     if vocab_a == vocab_b:
         return
     differing = sorted(t for t in vocab_a.keys() | vocab_b.keys() if vocab_a.get(t) != vocab_b.get(t))

@@ -60,6 +60,7 @@ class VLLMEngine:
             "seed": seed,
             "max_model_len": max_model_len,
             "distributed_executor_backend": "uni",  # one worker, in this process
+            "load_format": "safetensors",  # never a pickled .bin checkpoint
         }
         if torch.cuda.is_available():
             args["gpu_memory_utilization"] = gpu_memory_utilization

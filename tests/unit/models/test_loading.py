@@ -35,6 +35,19 @@ def test_check_model_dir_names_key_path_and_fix(tmp_path, problem):
     )
 
 
+def test_a_folder_with_only_pickled_weights_is_refused(tmp_path, tiny_model_dir):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    torch.save({"x": torch.zeros(1)}, folder / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"policy\.path: .*pickled has no \.safetensors weights \(only pytorch_model\.bin, "
+                                        r"a pickle, which alignrl does not load: it can run code\)"):
+        load_causal_lm(folder)
+    (folder / "pytorch_model.bin").unlink()
+    with pytest.raises(UserError, match=r"has no \.safetensors weights; save it with model\.save_pretrained"):
+        check_model_dir(folder)
+
+
 def test_load_tokenizer_pads_left_and_falls_back_to_eos(tiny_model_dir, tmp_path):
     tok = load_tokenizer(tiny_model_dir)
     assert tok.padding_side == "left" and tok.pad_token == "<pad>"
