@@ -7,11 +7,14 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import ray
+
+from alignrl.errors import UserError
 
 # Carried to every worker: caches inside the project, the CPU accelerator for DeepSpeed.
 _WORKER_ENV_KEYS = (
@@ -97,3 +100,36 @@ def task_error_detail(err: BaseException) -> str:
         return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(err).__name__
+
+
+WORKER_RESTARTS = 2  # Ray's max_restarts for rollout, scorer and reward workers: a kill -9 or OOM is survived twice
+
+
+class WorkerRestarted(UserError):
+    """A worker died and Ray restarted it: the call it was running is lost and it holds its starting weights. A loop
+    that can redo the call (after syncing current weights) catches this; anywhere else it stops the run cleanly."""
+
+    def __init__(self, who: str, what: str, detail: str) -> None:
+        super().__init__(f"{who} died during {what} ({detail}) and was restarted; this call cannot be redone here, "
+                         "the run stops (checkpoints written so far are complete)")
+        self.who, self.what, self.detail = who, what, detail
+
+    def note(self) -> str:
+        """One line for the run's log when the loop recovered."""
+        return f"{self.who} died during {self.what} ({self.detail}) and was restarted"
+
+
+def came_back(actor: Any, timeout_s: float) -> bool:
+    """After ``actor`` died: whether Ray restarted it (its constructor ran again) within ``timeout_s``. While it
+    restarts, calls fail at once as unavailable: ask again until it answers, is dead for good, or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            return True
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        except Exception:  # noqa: BLE001 - dead for good (restarts used up), or not back in time
+            return False

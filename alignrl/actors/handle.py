@@ -7,7 +7,7 @@ from typing import Any
 
 import ray
 
-from alignrl.actors.cluster import actor_death_detail, task_error_detail
+from alignrl.actors.cluster import WORKER_RESTARTS, WorkerRestarted, actor_death_detail, came_back, task_error_detail
 from alignrl.errors import UserError
 
 START_TIMEOUT_S = 180
@@ -22,7 +22,8 @@ class ActorHandle:
 
     def __init__(self, name: str, actor_cls: type, args: tuple[Any, ...], *, cpus: float, gpus: float = 0.0) -> None:
         self.name = name
-        self.actor = ray.remote(actor_cls).options(num_cpus=cpus, num_gpus=gpus).remote(*args)
+        self.actor = ray.remote(actor_cls).options(num_cpus=cpus, num_gpus=gpus,
+                                                   max_restarts=WORKER_RESTARTS).remote(*args)
         ready, _ = ray.wait([self.actor.__ray_ready__.remote()], timeout=START_TIMEOUT_S)
         if not ready:
             ray.kill(self.actor)
@@ -34,8 +35,11 @@ class ActorHandle:
         try:
             return ray.get(ref)
         except ray.exceptions.RayActorError as err:
-            raise UserError(f"{self.kind} {self.name!r} died during {what}: {actor_death_detail(err)}; the run "
-                            "stops here, checkpoints written so far are complete") from None
+            if not getattr(err, "actor_init_failed", False) and came_back(self.actor, START_TIMEOUT_S):
+                raise WorkerRestarted(f"{self.kind} {self.name!r}", what, actor_death_detail(err)) from None
+            raise UserError(f"{self.kind} {self.name!r} died during {what}: {actor_death_detail(err)} (restarted "
+                            f"{WORKER_RESTARTS} times already, or its start failed); the run stops here, checkpoints "
+                            "written so far are complete") from None
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, UserError):

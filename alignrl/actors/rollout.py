@@ -18,7 +18,7 @@ from typing import Any
 import ray
 import torch
 
-from alignrl.actors.cluster import actor_death_detail, task_error_detail
+from alignrl.actors.cluster import WORKER_RESTARTS, WorkerRestarted, actor_death_detail, came_back, task_error_detail
 from alignrl.actors.lora_sync import bucket_nbytes, is_lora_bucket, merged_layers, read_base_layers
 from alignrl.errors import UserError
 from alignrl.rollout.base import Completion, SamplingConfig
@@ -89,6 +89,10 @@ def weight_buckets(state: dict[str, torch.Tensor], bucket_bytes: int) -> list[li
     return buckets
 
 
+class StaleWeights(RuntimeError):
+    """A rollout worker was asked to generate with weights it does not hold (it was restarted since)."""
+
+
 class RolloutWorker:
     """One generation engine in its own process (in-process vLLM needs a process of its own)."""
 
@@ -99,13 +103,21 @@ class RolloutWorker:
         from alignrl.rollout.factory import make_engine
 
         self.engine = make_engine(kind, model_dir, seed=seed, **engine_kw)
+        self.version = 0  # the weight sync it holds; a worker Ray restarted is back at 0 (the starting weights)
 
-    def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: list[str], sampling: SamplingConfig, version: int | None = None
+                 ) -> list[list[Completion]]:
+        """Completions with the weights of sync ``version`` (refused with ``StaleWeights`` if it holds others)."""
+        if version is not None and version != self.version:
+            raise StaleWeights(f"holds the weights of sync {self.version}, not {version}: Ray restarted it")
         return self.engine.generate(prompts, sampling)
 
-    def load_bucket(self, bucket: Any) -> tuple[float, int]:
+    def load_bucket(self, bucket: Any, version: int | None = None) -> tuple[float, int]:
         """Load one bucket in place: (name, tensor) pairs, their numpy transport, or LoRA adapters to merge into
-        the base layers. Returns the seconds it took inside the worker and the bytes of tensor data received."""
+        the base layers; it then holds sync ``version``. Returns the seconds it took inside the worker and the
+        bytes of tensor data received."""
+        if version is not None:
+            self.version = version
         start = time.perf_counter()
         nbytes = bucket_nbytes(bucket)
         if is_lora_bucket(bucket):
@@ -144,7 +156,8 @@ class RolloutGroup:
         remote_cls = ray.remote(RolloutWorker)
         self.workers = []
         for i in range(workers):
-            options: dict[str, Any] = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
+            options: dict[str, Any] = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker,
+                                       "max_restarts": WORKER_RESTARTS}
             if bundles is not None:
                 pg, index = bundles[i]
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)
@@ -157,22 +170,29 @@ class RolloutGroup:
                             f"{cpus_per_worker} CPU and {gpus_per_worker} GPU, free now: {ray.available_resources()}. "
                             "Lower rollout.cpus_per_worker or rollout.workers, or add nodes")
         self._get(ready, "start")  # engine built, or its error
+        self.version = 0  # the weight sync every worker holds (0: the model folder's weights)
 
     def _get(self, refs: list[ray.ObjectRef], what: str) -> list[Any]:
         try:
             return ray.get(refs)
         except ray.exceptions.RayActorError as err:
+            if not getattr(err, "actor_init_failed", False) and all(came_back(w, START_TIMEOUT_S) for w in self.workers):
+                which = [i for i, w in enumerate(self.workers) if w._actor_id.hex() == getattr(err, "actor_id", None)]
+                raise WorkerRestarted(f"rollout worker {which[0] if which else '?'}", what,
+                                      actor_death_detail(err)) from None
             dead = [i for i, w in enumerate(self.workers) if not _alive(w)]
             if getattr(err, "actor_init_failed", False):
                 raise UserError(f"rollout worker(s) {dead or '?'}: {actor_death_detail(err)} (rollout.engine, "
                                 "rollout.kv_cache_gib and the policy's max_position_embeddings decide the engine's "
                                 "memory)") from None
             raise UserError(
-                f"rollout worker(s) {dead or '?'} died during {what}: {actor_death_detail(err)}; the run stops "
-                "here, checkpoints written so far are complete. Check the Ray worker logs (often out of memory: "
-                "lower rollout.kv_cache_gib or rollout.workers)"
+                f"rollout worker(s) {dead or '?'} died during {what}: {actor_death_detail(err)} and did not come back "
+                f"(restarted {WORKER_RESTARTS} times already); the run stops here, checkpoints written so far are "
+                "complete. Check the Ray worker logs (often out of memory: lower rollout.kv_cache_gib or rollout.workers)"
             ) from None
         except ray.exceptions.RayTaskError as err:
+            if isinstance(getattr(err, "cause", None), StaleWeights):  # it died while idle; Ray brought it back
+                raise WorkerRestarted("a rollout worker", "an earlier step", f"it {err.cause}") from None
             raise UserError(f"rollout {what} failed in a worker: {task_error_detail(err)} (full traceback in the Ray "
                             "worker logs)") from None
 
@@ -186,7 +206,8 @@ class RolloutGroup:
         n = len(self.workers)
         bounds = [len(prompts) * i // n for i in range(n + 1)]
         return [(bounds[i], bounds[i + 1], w.generate.remote(prompts[bounds[i]:bounds[i + 1]],
-                                                             dataclasses.replace(sampling, seed=sampling.seed + 7919 * i)))
+                                                             dataclasses.replace(sampling, seed=sampling.seed + 7919 * i),
+                                                             self.version))
                 for i, w in enumerate(self.workers) if bounds[i + 1] > bounds[i]]
 
     def next_part(self, pending: dict[ray.ObjectRef, Any]) -> tuple[Any, list[list[Completion]]]:
@@ -197,7 +218,9 @@ class RolloutGroup:
     def load_buckets(self, bucket_refs: list[ray.ObjectRef]) -> dict[str, float]:
         """Push every bucket to every worker (one call per bucket and worker); returns timing metrics."""
         start = time.perf_counter()
-        inner = self._get([w.load_bucket.remote(ref) for ref in bucket_refs for w in self.workers], "weight sync")
+        self.version += 1  # a sync that fails part-way is redone whole, under the next number
+        inner = self._get([w.load_bucket.remote(ref, self.version) for ref in bucket_refs for w in self.workers],
+                          "weight sync")
         n = len(self.workers)
         engine_s = max((sum(s for s, _ in inner[w::n]) for w in range(n)), default=0.0)  # the busiest worker's
         return {"sync/load_s": time.perf_counter() - start, "sync/engine_s": engine_s,

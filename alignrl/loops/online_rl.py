@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from alignrl.actors.cluster import ray_session
+from alignrl.actors.cluster import WORKER_RESTARTS, WorkerRestarted, ray_session
 from alignrl.actors.learner import LearnerGroup
 from alignrl.actors.rollout import RolloutGroup
 from alignrl.actors.scorer import Scorer
@@ -324,7 +324,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress,
                       live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]),
                       resume_step=trainer_state["step"] if resume else None)
-    bad_steps, skipped = BadSteps(cfg.train.max_bad_steps, tracker), []
+    bad_steps, skipped, notes = BadSteps(cfg.train.max_bad_steps, tracker), [], []
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         if cfg.ray.address is None:
@@ -383,7 +383,10 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                 metrics = _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
                                     adv_entry, adv_params, sampling, critic, adaptive_now, prefetch=prefetch,
                                     prefetch_until=_prefetch_until(step, cfg, bool(data.eval)), taid_now=taid_now,
-                                    skipped=skipped)
+                                    skipped=skipped, notes=notes)
+                for note in notes:
+                    tracker.note(step, f"step {step}: {note}")
+                notes.clear()
                 bad_steps.check(step, metrics, skipped.pop() if skipped else None)
                 tracker.log(step, metrics | {"reward": metrics["train/reward_mean"]}
                             | {f"kl/{a.name}": metrics.get(f"train/anchor/{a.name}", 0.0) for a in plans[:1]})
@@ -720,17 +723,26 @@ def nonfinite_reason(rewards: torch.Tensor, advantages: torch.Tensor, mask: torc
 def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
               adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
               prefetch_until: int = 0, taid_now: dict[str, TAIDSchedule] | None = None,
-              skipped: list[str] | None = None) -> dict[str, float]:
+              skipped: list[str] | None = None, notes: list[str] | None = None) -> dict[str, float]:
     """One step; with ``prefetch``, the batches of steps up to ``prefetch_until`` are queued before training.
 
     A batch with NaN/inf rewards or advantages is not trained on (its reason is appended to ``skipped``); the
-    weight sync still runs, so the rollout's bookkeeping of weight versions stays one per step."""
+    weight sync still runs, so the rollout's bookkeeping of weight versions stays one per step. Synchronous
+    rollout survives a rollout, scorer or reward worker that dies and is restarted by Ray: the workers get the
+    current weights and the interrupted batch or sync is redone (noted in ``notes``)."""
     t_start = time.perf_counter()
     g = p.group_size
+    notes = [] if notes is None else notes
+    restarts_before = len(notes)
+
+    def resync():
+        rollout.load_buckets(learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB)))
+
     taken = prefetch.take(step) if prefetch is not None else None
     if taken is None:
-        got = _collect(step, cfg, p, rewarder, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers,
-                       sampling)
+        prompts = next(prompts_iter)
+        got = _redo_after_restart(lambda: _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout,
+                                                   scorers, sampling), resync, notes, f"step {step}'s batch")
         staleness = 0
     else:
         got, version = taken
@@ -809,7 +821,8 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
         sync = prefetch.sync(load)
         t_free = marks["free"]
     else:
-        sync = rollout.load_buckets(bucket_refs)
+        sync = _redo_after_restart(lambda: rollout.load_buckets(bucket_refs), lambda: None, notes,
+                                   f"step {step}'s weight sync")
     t_sync = time.perf_counter()
 
     for key in dict.fromkeys(k for m in learner_metrics for k in m):
@@ -839,9 +852,24 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
         "time/learner_s": t_learn - t_got, "time/wait_generate_s": t_free - t_gathered,
         "time/sync_s": (t_gathered - t_learn) + (t_sync - t_free),
         "time/step_s": t_sync - t_start,
+        "train/worker_restarts": float(len(notes) - restarts_before),
         **{k: float(v) for k, v in sync.items()},
     })
     return metrics
+
+
+def _redo_after_restart(fn, recover, notes: list[str], what: str):
+    """``fn()``, redone after ``recover()`` when a worker it used died and Ray restarted it (at most
+    WORKER_RESTARTS times, Ray's own bound per worker); each redo is noted."""
+    for attempt in range(WORKER_RESTARTS + 1):
+        try:
+            return fn()
+        except WorkerRestarted as err:
+            if attempt == WORKER_RESTARTS:
+                raise
+            notes.append(f"{err.note()}; the rollout workers got the current weights and {what} was redone")
+            recover()
+    raise AssertionError("unreachable")
 
 
 def _select_groups(parts, n_groups: int, g: int, pad_id: int) -> tuple[RolloutBatch, torch.Tensor, torch.Tensor]:

@@ -177,3 +177,65 @@ def test_nan_rewards_skip_the_step_and_too_many_stop_the_run(tmp_path, recipe, c
     err = capsys.readouterr().err
     assert "step 3: 3 consecutive steps skipped for NaN/inf values, the last because rewards were NaN/inf" in err
     assert "train.max_bad_steps (now 2)" in err and "Traceback" not in err
+
+
+KILLER = """
+import os
+import signal
+import subprocess
+import threading
+import time
+
+calls = 0
+
+
+def _pids(title):
+    return subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split()
+
+
+def _kill_when_busy(title):
+    # Ray titles an actor's process ray::Class.method while the method runs: kill it mid-call
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pid in _pids(title):
+            os.kill(int(pid), signal.SIGKILL)
+            return
+        time.sleep(0.002)
+
+
+def score(prompts, completions, answers):
+    global calls
+    calls += 1
+    if calls == 2:  # during step 3's generation
+        threading.Thread(target=_kill_when_busy, args=("ray::RolloutWorker.generate",), daemon=True).start()
+    if calls == 4:  # step 4: the scorer, idle; its call for this batch comes next, while Ray restarts it (seconds)
+        pids = _pids("ray::ScorerWorker")
+        assert len(pids) == 1
+        os.kill(int(pids[0]), signal.SIGKILL)
+    return [0.0] * len(completions)
+"""
+
+
+def test_killed_rollout_and_scorer_workers_are_restarted_and_the_run_completes(tmp_path, recipe):
+    fn = tmp_path / "killer.py"
+    fn.write_text(KILLER)
+    # scoring after the batch (not streamed), so the scorer's call surely comes after the kill
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "name=killed", *BASE, "rollout.engine=hf",
+                 "rollout.stream_scoring=false", "rollout.max_new_tokens=12", "train.steps=5",
+                 "algorithm.entropy_coef=0.05",
+                 "anchors=[{model: init, estimator: k3, coef: 0.1}]",
+                 f"rewards=[{{kind: verifier}}, {{kind: function, function: '{fn}:score'}}]", "--no-progress"]) == 0
+    records = read_metrics(tmp_path / "killed" / "metrics.jsonl")
+    notes = [(r["step"], r["note"]) for r in records if "note" in r]
+    # the generation in flight failed; the restarted worker got the current weights and step 3's batch was redone
+    assert [step for step, _ in notes] == [3, 4], "\n".join(map(str, notes))
+    assert notes[0][1].startswith("step 3: rollout worker 0 died during generate (")
+    assert notes[1][1].startswith("step 4: scorer 'init' died during scoring (")
+    for step, note in notes:
+        assert note.endswith(f") and was restarted; the rollout workers got the current weights and step {step}'s "
+                             "batch was redone")
+    trained = [r for r in records if "train/loss" in r]
+    assert [r["step"] for r in trained] == [1, 2, 3, 4, 5]
+    assert [r["train/worker_restarts"] for r in trained] == [0.0, 0.0, 1.0, 1.0, 0.0]
+    # the scorer came back with its frozen model: the KL to it stays a small, finite number after the kill
+    assert all(0 <= r["train/anchor/init"] < 1 for r in trained)
