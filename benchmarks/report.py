@@ -87,13 +87,28 @@ def rl_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, float, 
         + " TRL generates with HF `generate` (its vLLM modes need a GPU or a second server process).", "",
         "What bounds it: on the tiny model a step is ~0.2 s and each part of ours is a Ray call between processes "
         "(generate, score, learn, sync: ~10-30 ms of latency each) sharing 2 cores, while TRL does all in one "
-        "process; the compute itself is smaller than those latencies. On SmolLM2 the parts are compute, and the "
-        "breakdown column shows which one the step waits for; async hides generation behind the learner only when "
-        "each has a core of its own. What would move it: a GPU (vLLM's batching and CUDA-graph decoding), more "
-        "cores so rollout, scorer and learner stop taking turns, and on CPU a cheaper learner step (bf16).", "",
+        "process; the compute itself is smaller than those latencies. " + _rl_bounds(profiles)
+        + "What would move it: a GPU (vLLM's batching and CUDA-graph decoding), more cores so rollout, scorer and "
+        "learner stop sharing two, and a cheaper learner step (bf16 on hardware that has it; "
+        "`learner.micro_batch_tokens` where lengths vary).", "",
         _stamp(data), "",
     ]
     return lines, bars
+
+
+def _rl_bounds(profiles: dict[str, Any]) -> str:
+    """Per profile, which side of an async step waits for the other (from its breakdown medians)."""
+    out = []
+    for profile, p in profiles.items():
+        for r in p["by_engine"].values():
+            if r.get("mode") != "async":
+                continue
+            b = {k: r["ours_breakdown"][f"{k}_s"]["median"] for k in ("generate", "score", "learner", "sync")}
+            rollout, learner = b["generate"] + b["score"], b["learner"] + b["sync"]
+            bound = "the learner (+ sync)" if learner >= rollout else "generation + scoring"
+            out.append(f"{profile}, {r['rollout_engine']} async: generation + scoring {rollout:.2f} s overlap the "
+                       f"learner + sync {learner:.2f} s, so the step is bounded by {bound}.")
+    return " ".join(out) + " " if out else ""
 
 
 def dpo_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, float, float]]]:
@@ -147,10 +162,10 @@ def generation_section(data: dict[str, Any], png: Path | None) -> tuple[list[str
     rows, bars = [], []
     for r in data["results"]:
         batch = r.get("batch", data["settings"]["batch"])
-        ratio = r["call_time_ratio_hf_over_vllm"]["median"]
+        ratio = r["ratio_vllm_over_hf"]["median"]  # the goal is on tokens/s (sampled lengths differ per side)
         goal = _met(ratio, GOALS["generation"]) if r["model"] != "tiny" and batch >= 32 else "-"
         rows.append([r["model"], r["mode"], batch, r["vllm_tok_s"]["median"], r["hf_tok_s"]["median"],
-                     r["ratio_vllm_over_hf"]["median"], ratio, goal])
+                     ratio, r["call_time_ratio_hf_over_vllm"]["median"], goal])
         if r["model"] != "tiny" and r["mode"] == "sample":
             bars.append((f"rollout SmolLM2 b{batch}", ratio, GOALS["generation"] if batch >= 32 else 0.0))
     s = data["settings"]
@@ -298,7 +313,9 @@ def write_report(results_dir: Path = RESULTS, out: Path | None = None) -> Path:
     head = ["# alignrl benchmark report", "",
             "Written by `python -m benchmarks.report` (run by `make bench`) from `benchmarks/results/*.json`. Every "
             "comparison ran both sides in one session, interleaved, several rounds; medians are shown. Speed-up = "
-            "the peer's time / ours (higher is better).", ""]
+            "the peer's time / ours (higher is better). Peak RSS is recorded where each side ran in a process of its "
+            "own (DPO, the losses); the GRPO, rollout and sync comparisons share one process between the sides (ours "
+            "spread over Ray actors) and do not separate it yet.", ""]
     if bars:
         _plot_summary(bars, out.parent / "summary.png")
         met = [b for b in bars if b[2]]
