@@ -102,6 +102,8 @@ def _read_rows(source: str, key: str) -> tuple[list[dict[str, Any]], Path]:
         raise UserError(f"{key}: {path} has an unsupported extension; use one of {', '.join(BUILDERS)}")
     if path.stat().st_size == 0:
         raise UserError(f"{key}: {path} is empty")
+    if builder == "json":
+        _check_utf8(path, key)
     import datasets  # heavy; only needed for files
 
     bars_were_off = datasets.are_progress_bars_disabled()
@@ -111,15 +113,27 @@ def _read_rows(source: str, key: str) -> tuple[list[dict[str, Any]], Path]:
             ds = datasets.load_dataset(
                 builder, data_files=str(path), split="train", cache_dir=cache_dir, keep_in_memory=True
             )
+            rows = ds.to_list()
         except Exception as err:  # the library raises many types for a malformed file
             raise UserError(f"{key}: cannot read {path}: {type(err).__name__}: {err}") from err
         finally:
             if not bars_were_off:
                 datasets.enable_progress_bars()
-        rows = ds.to_list()
     if not rows:
         raise UserError(f"{key}: {path} has no rows")
     return rows, path
+
+
+def _check_utf8(path: Path, key: str) -> None:
+    """JSON lines must be UTF-8: name the line and byte of the first that is not (pyarrow would only fail later,
+    deep inside, when the text is read back)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{key}: cannot read {path}: line {number} is not UTF-8 (byte {line[err.start]:#04x} at "
+                                f"column {err.start + 1}); re-save the file as UTF-8") from None
 
 
 def _columns_error(key: str, path: Path, found: set[str], expected: str) -> UserError:

@@ -156,3 +156,17 @@ def test_non_string_prompt_is_an_error(tmp_path):
     path = _write(tmp_path / "n.jsonl", [{"prompt": 3, "completion": "x"}])
     with pytest.raises(UserError, match="row 0: 'prompt' must be a string"):
         load_examples(str(path))
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("latin1.jsonl", '{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"), ["cannot read", "latin1.jsonl"]),
+    ("blank.jsonl", b"\n\n", ["blank.jsonl"]),
+    ("types.jsonl", b'{"prompt": 3, "completion": "x"}\n', ["row 0: 'prompt' must be a string"]),
+    ("mixed.jsonl", b'{"prompt": "a", "completion": "x"}\n{"prompt": ["a"], "completion": "y"}\n', ["mixed.jsonl"]),
+])
+def test_undecodable_blank_or_mistyped_files_name_the_file(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        load_examples(str(path))
+    assert str(err.value).startswith("data.train: ") and all(w in str(err.value) for w in words), str(err.value)
