@@ -22,6 +22,27 @@ def _temp_sibling(final: Path, tag: str) -> Path:
     return final.parent / f".{final.name}.{tag}-{os.getpid()}"
 
 
+def abandoned_writes(folder: str | os.PathLike[str]) -> list[Path]:
+    """Temporary folders ``atomic_dir`` left in ``folder`` when its process was killed mid-write (never one of a
+    process still alive)."""
+    out = []
+    for path in sorted(Path(folder).glob(".*.tmp-*")) if Path(folder).is_dir() else []:
+        pid = path.name.rpartition("-")[2]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            out.append(path)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+
+
 def _check_target(final: Path, overwrite: bool) -> None:
     """Refuse a target that is a file, or a non-empty folder when ``overwrite`` is off."""
     if final.is_symlink() or (final.exists() and not final.is_dir()):

@@ -33,6 +33,7 @@ from alignrl.data.sources import task_of
 from alignrl.engine.deepspeed_learner import value_predictions
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
+from alignrl.io import abandoned_writes
 from alignrl.loops.common import (
     BadSteps,
     create_run_dir,
@@ -325,6 +326,11 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                       live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]),
                       resume_step=trainer_state["step"] if resume else None)
     bad_steps, skipped, notes = BadSteps(cfg.train.max_bad_steps, tracker), [], []
+    if resume:
+        for partial in abandoned_writes(run_dir / "checkpoints"):  # a kill during a checkpoint write left it
+            tracker.note(trainer_state["step"], f"resuming from {checkpoint.name}: removed {partial.name}, a checkpoint "
+                         "whose writing was interrupted (the checkpoints before it are complete)")
+            shutil.rmtree(partial, ignore_errors=True)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         if cfg.ray.address is None:

@@ -41,7 +41,15 @@ def test_resumed_run_matches_the_uninterrupted_run(tmp_path):
     common = [f"output_dir={tmp_path}", "--no-progress"]
     assert main(["run", str(recipe), "name=full", *common]) == 0
     assert main(["run", str(recipe), "name=cut", "train.steps=2", *common]) == 0
+    # as if a kill -9 had hit the writing of a later checkpoint: its temporary folder is left, half full
+    partial = tmp_path / "cut" / "checkpoints" / ".step_000003.tmp-999999"
+    (partial / "hf").mkdir(parents=True)
+    (partial / "hf" / "model.safetensors").write_bytes(b"\0" * 100)
     assert main(["run", "--resume", str(tmp_path / "cut"), "train.steps=4", "--no-progress"]) == 0
+    assert not partial.exists()
+    assert [r["note"] for r in read_metrics(tmp_path / "cut" / "metrics.jsonl") if "note" in r] == [
+        "resuming from step_000002: removed .step_000003.tmp-999999, a checkpoint whose writing was interrupted (the "
+        "checkpoints before it are complete)"]
     full, resumed = _steps(tmp_path / "full"), _steps(tmp_path / "cut")
     assert sorted(full) == sorted(resumed) == [1, 2, 3, 4]
     assert full[4]["train/anchor/ema"] > 0  # the policy moved away from its EMA: the comparison has teeth
