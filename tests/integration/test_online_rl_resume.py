@@ -65,3 +65,55 @@ def test_resumed_run_matches_the_uninterrupted_run(tmp_path):
 def test_resume_refuses_a_finished_run_and_a_non_run_folder(tmp_path, capsys):
     assert main(["run", "--resume", str(tmp_path), "--no-progress"]) == 2
     assert "no recipe.yaml" in capsys.readouterr().err
+
+
+KILL_RECIPE = RECIPE.replace("engine: vllm, max_new_tokens: 3, cpus_per_worker: 0.5, kv_cache_gib: 0.1, overlap: true",
+                             "engine: hf, max_new_tokens: 3, cpus_per_worker: 0.5").replace(
+    "steps: 4, batch_size: 16, max_length: 16, log_every: 1, eval_every: 2, checkpoint_every: 2",
+    "steps: 5, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 1")
+
+
+def _kill_when(run, moment: str, timeout_s: float = 600) -> None:
+    """Start the run in its own process group and SIGKILL the whole group (driver, Ray, every actor) at
+    ``moment``: "after_checkpoint" (checkpoint 2 complete) or "mid_checkpoint" (a checkpoint folder being written)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe, out = run
+    proc = subprocess.Popen([sys.executable, "-m", "alignrl", "run", "--no-progress", str(recipe), f"output_dir={out}",
+                             "name=killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    checkpoints = out / "killed" / "checkpoints"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if moment == "after_checkpoint" and (checkpoints / "step_000002").is_dir():
+                break
+            if moment == "mid_checkpoint" and any(checkpoints.glob(".step_00000[2-4].tmp-*")):
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before the kill"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("moment", ["after_checkpoint", "mid_checkpoint"])
+def test_kill_minus_nine_of_the_whole_job_then_resume_matches_the_uninterrupted_run(tmp_path, moment):
+    recipe = tmp_path / "rl.yaml"
+    recipe.write_text(KILL_RECIPE)
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "name=full", "--no-progress"]) == 0
+    _kill_when((recipe, tmp_path), moment)
+    killed = tmp_path / "killed"
+    left = [p.name for p in (killed / "checkpoints").glob(".step_*.tmp-*")]
+    assert main(["run", "--resume", str(killed), "--no-progress"]) == 0
+    notes = [r["note"] for r in read_metrics(killed / "metrics.jsonl") if "note" in r]
+    assert len(notes) == len(left) and all(name in note for name, note in zip(left, notes))
+    full, resumed = _steps(tmp_path / "full"), _steps(killed)
+    assert sorted(resumed) == sorted(full) == [1, 2, 3, 4, 5]
+    for step in full:
+        assert resumed[step] == full[step], step
+    assert not list((killed / "checkpoints").glob(".*"))  # no half-written checkpoint left behind
