@@ -13,6 +13,11 @@ from alignrl.errors import UserError
 from alignrl.types import RolloutBatch, TokenBatch
 
 
+class LearnerLost(UserError):
+    """A learner worker died: its DeepSpeed group (a collective) cannot go on without it. A loop that can resume
+    from its last checkpoint restarts the run from there (``loops.run_recipe``); otherwise the run stops."""
+
+
 class LearnerWorker:
     """One DeepSpeed rank. Methods are thin: the work happens in ``engine.deepspeed_learner``."""
 
@@ -118,7 +123,7 @@ class LearnerGroup:
             return ray.get(refs)
         except ray.exceptions.RayActorError as err:
             dead = [i for i, r in enumerate(refs) if _died(r)]
-            raise UserError(
+            raise LearnerLost(
                 f"learner worker(s) {dead or '?'} died during {method} ({type(err).__name__}); the run stops here. "
                 "Check the Ray worker logs (often out of memory: lower learner.micro_batch_size); "
                 "checkpoints written so far are complete"

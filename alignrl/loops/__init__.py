@@ -31,7 +31,33 @@ def run_recipe(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool =
 
         return run_warp(cfg, overwrite=overwrite, show_progress=show_progress)
     if cfg.is_online_rl:
-        from alignrl.loops.online_rl import run_online_rl
-
-        return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume)
+        return _online_rl_with_restarts(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume)
     raise UserError(f"algorithm.name: {name!r} has no training loop yet (available: sft, preference, bradley_terry and online RL)")
+
+
+LEARNER_RESTARTS = 2  # a dead learner worker restarts the whole run from its last checkpoint at most this often
+
+
+def _online_rl_with_restarts(cfg: RunConfig, *, overwrite: bool, show_progress: bool, resume: bool) -> dict:
+    """``run_online_rl``; when a learner worker dies, the run goes on from its last checkpoint (exactly as
+    ``--resume`` would), or from the start when it has none yet, at most LEARNER_RESTARTS times."""
+    import sys
+
+    from alignrl.actors.learner import LearnerLost
+    from alignrl.loops.online_rl import run_online_rl
+
+    note = None
+    for attempt in range(LEARNER_RESTARTS + 1):
+        try:
+            return run_online_rl(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume,
+                                 start_note=note)
+        except LearnerLost as err:
+            if attempt == LEARNER_RESTARTS:
+                raise UserError(f"{err} (the run was already restarted {LEARNER_RESTARTS} times after a learner "
+                                "worker died)") from None
+            resume = any((cfg.run_dir / "checkpoints").glob("step_*"))
+            overwrite = overwrite or not resume  # no checkpoint yet: this invocation's own folder starts over
+            where = "its last checkpoint" if resume else "the start (no checkpoint yet)"
+            note = f"{str(err).split(';')[0]}; the run restarted from {where} (restart {attempt + 1} of {LEARNER_RESTARTS})"
+            print(f"alignrl: {note}", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")

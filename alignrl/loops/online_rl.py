@@ -280,7 +280,7 @@ def check_local_cpus(cfg: RunConfig) -> None:
 # ---- the loop -------------------------------------------------------------------------------------------
 
 def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True,
-                  resume: bool = False) -> dict:
+                  resume: bool = False, start_note: str | None = None) -> dict:
     """Run an online-RL recipe end to end; returns the final eval metrics.
 
     ``resume``: continue ``cfg.run_dir`` from its last checkpoint (weights, optimizer, scheduler, moving
@@ -326,6 +326,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
                       live_keys=("reward", "accuracy") + tuple(f"kl/{a.name}" for a in plans[:1]),
                       resume_step=trainer_state["step"] if resume else None)
     bad_steps, skipped, notes = BadSteps(cfg.train.max_bad_steps, tracker), [], []
+    if start_note:
+        tracker.note(trainer_state["step"], start_note)
     if resume:
         for partial in abandoned_writes(run_dir / "checkpoints"):  # a kill during a checkpoint write left it
             tracker.note(trainer_state["step"], f"resuming from {checkpoint.name}: removed {partial.name}, a checkpoint "

@@ -182,15 +182,24 @@ def test_nan_rewards_skip_the_step_and_too_many_stop_the_run(tmp_path, recipe, c
 KILLER = """
 import os
 import signal
-import subprocess
 import threading
 import time
+
+import psutil
 
 calls = 0
 
 
 def _pids(title):
-    return subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split()
+    # this run's own Ray processes only (its embedded Ray's processes descend from the driver, which calls us)
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if title in " ".join(proc.cmdline()):
+                found.append(proc.pid)
+        except psutil.Error:
+            pass
+    return found
 
 
 def _kill_when_busy(title):
@@ -198,7 +207,7 @@ def _kill_when_busy(title):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for pid in _pids(title):
-            os.kill(int(pid), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             return
         time.sleep(0.002)
 
@@ -211,7 +220,7 @@ def score(prompts, completions, answers):
     if calls == 4:  # step 4: the scorer, idle; its call for this batch comes next, while Ray restarts it (seconds)
         pids = _pids("ray::ScorerWorker")
         assert len(pids) == 1
-        os.kill(int(pids[0]), signal.SIGKILL)
+        os.kill(pids[0], signal.SIGKILL)
     return [0.0] * len(completions)
 """
 

@@ -117,3 +117,49 @@ def test_kill_minus_nine_of_the_whole_job_then_resume_matches_the_uninterrupted_
     for step in full:
         assert resumed[step] == full[step], step
     assert not list((killed / "checkpoints").glob(".*"))  # no half-written checkpoint left behind
+
+
+LEARNER_KILLER = """
+import os
+import signal
+from pathlib import Path
+
+import psutil
+
+MARK = Path({mark!r})
+calls = 0
+
+
+def score(prompts, completions, answers):
+    global calls
+    calls += 1
+    if calls == 3 and not MARK.exists():  # step 3, before its learner step; once (the restarted run loads us anew)
+        MARK.write_text("killed")
+        pids = [p.pid for p in psutil.Process().children(recursive=True)  # this run's own Ray processes only
+                if "ray::LearnerWorker" in " ".join(p.cmdline())]
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+    return [0.0] * len(completions)
+"""
+
+
+def test_a_killed_learner_restarts_the_run_from_its_last_checkpoint(tmp_path):
+    recipe = tmp_path / "rl.yaml"
+    recipe.write_text(KILL_RECIPE)
+    fn = tmp_path / "killer.py"
+    fn.write_text(LEARNER_KILLER.format(mark=str(tmp_path / "mark")))
+    rewards = f"rewards=[{{kind: verifier}}, {{kind: function, function: '{fn}:score'}}]"
+    (tmp_path / "mark").write_text("not this time")  # the uninterrupted run: the same reward terms, no kill
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "name=full", rewards, "--no-progress"]) == 0
+    (tmp_path / "mark").unlink()
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "name=restarted", rewards, "--no-progress"]) == 0
+    assert (tmp_path / "mark").read_text() == "killed"
+    run = tmp_path / "restarted"
+    notes = [(r["step"], r["note"]) for r in read_metrics(run / "metrics.jsonl") if "note" in r]
+    assert len(notes) == 1 and notes[0][0] == 2, notes  # resumed from the checkpoint of step 2
+    assert notes[0][1].startswith("learner worker(s) [0] died during train_step")
+    assert notes[0][1].endswith("the run restarted from its last checkpoint (restart 1 of 2)")
+    full, restarted = _steps(tmp_path / "full"), _steps(run)
+    assert sorted(restarted) == sorted(full) == [1, 2, 3, 4, 5]
+    for step in full:
+        assert restarted[step] == full[step], step
