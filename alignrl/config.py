@@ -128,7 +128,8 @@ class LearnerConfig:
         if self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.micro_batch_tokens < 0:
-            raise ValueError(f"micro_batch_tokens must be >= 0 (0: micro_batch_size rows), got {self.micro_batch_tokens}")
+            raise ValueError(f"micro_batch_tokens must be >= 0 (0: micro_batch_size rows), "
+                             f"got {self.micro_batch_tokens}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if len(self.betas) != 2:

@@ -27,7 +27,8 @@ class RewardWorker:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.members = []
         for d in model_dirs:
-            model = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32, use_safetensors=True).to(self.device).eval()
+            model = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32, use_safetensors=True)
+            model = model.to(self.device).eval()
             if model.config.num_labels != 1:
                 raise UserError(f"reward model {d}: has {model.config.num_labels} labels, a reward model has 1")
             self.members.append((d, model, load_tokenizer(d)))

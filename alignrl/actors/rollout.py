@@ -176,7 +176,9 @@ class RolloutGroup:
         try:
             return ray.get(refs)
         except ray.exceptions.RayActorError as err:
-            if not getattr(err, "actor_init_failed", False) and all(came_back(w, START_TIMEOUT_S) for w in self.workers):
+            restarted = not getattr(err, "actor_init_failed", False) and all(came_back(w, START_TIMEOUT_S)
+                                                                             for w in self.workers)
+            if restarted:
                 which = [i for i, w in enumerate(self.workers) if w._actor_id.hex() == getattr(err, "actor_id", None)]
                 raise WorkerRestarted(f"rollout worker {which[0] if which else '?'}", what,
                                       actor_death_detail(err)) from None
@@ -188,7 +190,8 @@ class RolloutGroup:
             raise UserError(
                 f"rollout worker(s) {dead or '?'} died during {what}: {actor_death_detail(err)} and did not come back "
                 f"(restarted {WORKER_RESTARTS} times already); the run stops here, checkpoints written so far are "
-                "complete. Check the Ray worker logs (often out of memory: lower rollout.kv_cache_gib or rollout.workers)"
+                "complete. Check the Ray worker logs (often out of memory: lower rollout.kv_cache_gib or "
+                "rollout.workers)"
             ) from None
         except ray.exceptions.RayTaskError as err:
             if isinstance(getattr(err, "cause", None), StaleWeights):  # it died while idle; Ray brought it back
@@ -205,10 +208,13 @@ class RolloutGroup:
         returns (start, stop, ref) per part, for a caller that handles each part as it completes."""
         n = len(self.workers)
         bounds = [len(prompts) * i // n for i in range(n + 1)]
-        return [(bounds[i], bounds[i + 1], w.generate.remote(prompts[bounds[i]:bounds[i + 1]],
-                                                             dataclasses.replace(sampling, seed=sampling.seed + 7919 * i),
-                                                             self.version))
-                for i, w in enumerate(self.workers) if bounds[i + 1] > bounds[i]]
+        parts = []
+        for i, w in enumerate(self.workers):
+            if bounds[i + 1] > bounds[i]:
+                seeded = dataclasses.replace(sampling, seed=sampling.seed + 7919 * i)
+                parts.append((bounds[i], bounds[i + 1], w.generate.remote(prompts[bounds[i]:bounds[i + 1]], seeded,
+                                                                          self.version)))
+        return parts
 
     def next_part(self, pending: dict[ray.ObjectRef, Any]) -> tuple[Any, list[list[Completion]]]:
         """Wait for the first finished part among ``pending`` (ref → key), remove it, return (key, its groups)."""

@@ -132,8 +132,9 @@ def _check_utf8(path: Path, key: str) -> None:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise UserError(f"{key}: cannot read {path}: line {number} is not UTF-8 (byte {line[err.start]:#04x} at "
-                                f"column {err.start + 1}); re-save the file as UTF-8") from None
+                byte = f"{line[err.start]:#04x}"
+                raise UserError(f"{key}: cannot read {path}: line {number} is not UTF-8 (byte {byte} at column "
+                                f"{err.start + 1}); re-save the file as UTF-8") from None
 
 
 def _columns_error(key: str, path: Path, found: set[str], expected: str) -> UserError:

@@ -100,12 +100,14 @@ class DeepSpeedLearner:
         if s.model_kind == "value":
             from transformers import AutoModelForTokenClassification
 
-            model = AutoModelForTokenClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32, use_safetensors=True)
+            model = AutoModelForTokenClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32,
+                                                                    use_safetensors=True)
             torch.nn.init.zeros_(model.score.weight)  # V ≡ 0 at the start: no random baseline noise
         elif s.model_kind == "reward":  # model_dir is a sequence-classification folder (its head seeded by the loop)
             from transformers import AutoModelForSequenceClassification
 
-            model = AutoModelForSequenceClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32, use_safetensors=True)
+            model = AutoModelForSequenceClassification.from_pretrained(s.model_dir, num_labels=1, dtype=torch.float32,
+                                                                       use_safetensors=True)
             if s.lora is not None:
                 from alignrl.models.lora_ensemble import LoraRewardEnsemble
 

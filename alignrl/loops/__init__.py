@@ -58,6 +58,7 @@ def _online_rl_with_restarts(cfg: RunConfig, *, overwrite: bool, show_progress: 
             resume = any((cfg.run_dir / "checkpoints").glob("step_*"))
             overwrite = overwrite or not resume  # no checkpoint yet: this invocation's own folder starts over
             where = "its last checkpoint" if resume else "the start (no checkpoint yet)"
-            note = f"{str(err).split(';')[0]}; the run restarted from {where} (restart {attempt + 1} of {LEARNER_RESTARTS})"
+            note = (f"{str(err).split(';')[0]}; the run restarted from {where} "
+                    f"(restart {attempt + 1} of {LEARNER_RESTARTS})")
             print(f"alignrl: {note}", file=sys.stderr, flush=True)
     raise AssertionError("unreachable")

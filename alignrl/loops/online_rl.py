@@ -330,8 +330,8 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
         tracker.note(trainer_state["step"], start_note)
     if resume:
         for partial in abandoned_writes(run_dir / "checkpoints"):  # a kill during a checkpoint write left it
-            tracker.note(trainer_state["step"], f"resuming from {checkpoint.name}: removed {partial.name}, a checkpoint "
-                         "whose writing was interrupted (the checkpoints before it are complete)")
+            tracker.note(trainer_state["step"], f"resuming from {checkpoint.name}: removed {partial.name}, a "
+                         "checkpoint whose writing was interrupted (the checkpoints before it are complete)")
             shutil.rmtree(partial, ignore_errors=True)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
@@ -798,9 +798,10 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
                                        group_index=contiguous_groups(len(rewards), g)), adv_params)
     batch = batch.with_rows(advantages=adv.adv.float(), **anchor_rows)
     reason = nonfinite_reason(rewards, adv.adv, mask)
-    if reason is not None and skipped is not None:
-        skipped.append(reason)
+    if reason is not None:
         metrics["train/skipped"] = 1.0
+        if skipped is not None:
+            skipped.append(reason)
     if critic is not None and reason is None:  # the critic learns from this batch's returns as the policy steps
         critic_batch = batch.with_rows(values_old=values, returns=adv.returns.float())
         critic_fn = functools.partial(critic_micro_loss, params=ValueParams(clip=p.value_clip, loss_agg=p.loss_agg))
