@@ -182,6 +182,7 @@ def test_extends_section_can_be_replaced_by_a_child_value(in_tmp: Path):
     write(in_tmp / "base.yaml", BASE)
     model = in_tmp / "model"
     write(model / "config.json", "{}")
+    write(model / "model.safetensors", "")  # recipe loading checks the folder's layout, not its weights
     cfg = load_recipe(write(in_tmp / "child.yaml", f"extends: base.yaml\npolicy: {{path: {model}, tiny: null}}\n"))
     assert cfg.policy == ModelConfig(path=str(model))
 
@@ -244,6 +245,7 @@ def test_task_uris_are_checked_at_load_time(in_tmp: Path):
 def test_model_path_accepts_an_hf_folder_or_an_existing_gguf(in_tmp: Path):
     folder = in_tmp / "hf"
     write(folder / "config.json", "{}")
+    write(folder / "model.safetensors", "")
     gguf = write(in_tmp / "m.gguf", "")
     for model in (folder, gguf):
         recipe = BASE.replace("tiny: {hidden: 32, layers: 1, heads: 2}", f"path: {model}")

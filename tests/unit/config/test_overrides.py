@@ -91,6 +91,7 @@ def test_override_switches_the_model_source(tmp_path: Path):
     model = tmp_path / "hf"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_text("")
     cfg = load(f"policy.path={model}", "policy.tiny=null")
     assert cfg.policy.path == str(model) and cfg.policy.tiny is None
 

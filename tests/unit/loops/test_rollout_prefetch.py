@@ -74,7 +74,8 @@ def test_an_error_in_the_prefetch_frees_the_sync_and_reaches_the_step():
         prefetch.close()
 
 
-def test_collect_signals_generated_even_when_the_rollout_fails():
+@pytest.mark.parametrize("streamed", [True, False])
+def test_collect_signals_generated_even_when_the_rollout_fails(streamed):
     from types import SimpleNamespace
 
     from alignrl.loops.online_rl import _collect
@@ -84,9 +85,12 @@ def test_collect_signals_generated_even_when_the_rollout_fails():
         def generate(self, prompts, sampling):
             raise UserError("rollout worker(s) [0] died during generate")
 
+        generate_parts = generate  # streamed scoring starts the parts this way
+
     calls = []
-    cfg = SimpleNamespace(seed=0, rollout=SimpleNamespace(max_new_tokens=4))
-    params = SimpleNamespace(group_size=2)
+    cfg = SimpleNamespace(seed=0, anchor_names=(), anchors=(),
+                          rollout=SimpleNamespace(max_new_tokens=4, stream_scoring=streamed))
+    params = SimpleNamespace(group_size=2, dynamic_sampling=False)
     with pytest.raises(UserError, match="died"):
         _collect(1, cfg, params, "arithmetic", [Example(prompt="1+1=", completion="2", answer="2")], iter(()), None, DeadRollout(),
                  {}, {"n": 2}, on_generated=lambda: calls.append("generated"))
