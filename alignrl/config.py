@@ -426,7 +426,10 @@ class RewardConfig:
                                  f"kind: {self.kind}")
         if self.kind == "ensemble" and len(self.paths) < 2:
             raise ValueError(f"an ensemble needs at least 2 paths, got {len(self.paths)}")
-        if self.kind != "ensemble" and (self.aggregate.name != "mean" or self.aggregate.params is not None):
+        if self.aggregate.params is None:  # resolved, so a stored recipe's `aggregate: {name: mean}` reads back equal
+            params = REWARD_AGGREGATIONS.entry(self.aggregate.name).params()
+            object.__setattr__(self, "aggregate", Component(self.aggregate.name, params))
+        if self.kind != "ensemble" and self.aggregate != Component("mean", REWARD_AGGREGATIONS.entry("mean").params()):
             raise ValueError(f"aggregate combines an ensemble's members; kind: {self.kind} has none (use kind: "
                              "ensemble with paths)")
         if self.function is not None and ":" not in self.function:

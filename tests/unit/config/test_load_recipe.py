@@ -106,7 +106,12 @@ def test_every_shipped_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch,
                     assert p.split("/")[1] in produced, f"{p}: no shipped recipe writes it"
             r.update({"path": str(rm)} if r.get("path") else {"paths": [str(rm)] * len(r.get("paths") or [])})
         overrides.append(f"rewards={json.dumps(rewards)}")
-    assert isinstance(load_recipe(path, overrides), RunConfig)
+    cfg = load_recipe(path, overrides)
+    assert isinstance(cfg, RunConfig)
+    # the resolved recipe a run folder stores loads back to the same config (what `--resume` reads)
+    stored = tmp_path / "stored.yaml"
+    stored.write_text(yaml.safe_dump(recipe_to_dict(cfg), sort_keys=False))
+    assert load_recipe(stored) == cfg
 
 
 def _chained(recipe: Path) -> bool:
@@ -227,6 +232,22 @@ def test_recipe_to_dict_round_trips(in_tmp: Path):
         again = load_recipe(dumped)
         assert again == cfg
         assert recipe_to_dict(again) == plain
+
+
+def test_a_stored_recipe_with_reward_terms_loads_back(in_tmp: Path):
+    """Each term's resolved ``aggregate: {name: mean}`` is the default, not an ensemble setting on a verifier."""
+    (in_tmp / "fn.py").write_text("def score(prompts, completions, answers):\n    return [0.0] * len(completions)\n")
+    cfg = load_recipe(write(in_tmp / "rl.yaml", """\
+name: rl
+policy: {tiny: {hidden: 32, layers: 1, heads: 2}}
+algorithm: {name: grpo, group_size: 4}
+rewards: [{kind: verifier}, {kind: function, function: "fn.py:score", weight: 0.1, normalize: running}]
+data: {train: "tasks://arithmetic?digits=1&n=50"}
+train: {steps: 2, batch_size: 8}
+learner: {micro_batch_size: 8}
+"""))
+    stored = write(in_tmp / "stored.yaml", yaml.safe_dump(recipe_to_dict(cfg), sort_keys=False))
+    assert load_recipe(stored) == cfg
 
 
 def test_data_files_are_checked_relative_to_the_working_directory(in_tmp: Path):
