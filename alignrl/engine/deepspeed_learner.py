@@ -67,10 +67,38 @@ def deepspeed_config(s: LearnerSettings) -> dict:
         "gradient_clipping": s.max_grad_norm,
         "zero_optimization": {"stage": s.zero_stage},
         "zero_allow_untested_optimizer": True,  # torch AdamW: avoids a 50 s cpu_adam JIT build on CPU
-        "bf16": {"enabled": s.bf16},
+        # ZeRO 1-3 skip a step whose reduced gradient norm is NaN/inf (optimizer and LR schedule untouched); bf16
+        # must ask for that check, fp32 has it whenever the norm is computed (always, as clipping is on by default)
+        "bf16": {"enabled": s.bf16, "check_grad_overflow": True},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+# What DeepSpeed's optimizer checkpoints hold besides tensors and plain containers (ZeRO 1-3), found by loading
+# checkpoints of every stage, fp32 and bf16, with nothing allowed (tests/integration/test_learner_group.py)
+CHECKPOINT_GLOBALS = ("deepspeed.runtime.fp16.loss_scaler.LossScaler", "deepspeed.runtime.zero.config.ZeroStageEnum",
+                      "deepspeed.utils.tensor_fragment.fragment_address")
+
+
+def weights_only_checkpoint_engine(engine: Any) -> Any:
+    """DeepSpeed's torch checkpoint engine, loading with ``torch.load(weights_only=True)`` (no arbitrary pickle:
+    only tensors, containers and the classes in CHECKPOINT_GLOBALS) instead of its ``weights_only=False``."""
+    import importlib
+
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    if type(engine) is not TorchCheckpointEngine:  # another engine (fast/decoupled writers): left as configured
+        return engine
+    allowed = [getattr(importlib.import_module(name.rpartition(".")[0]), name.rpartition(".")[2])
+               for name in CHECKPOINT_GLOBALS]
+
+    def load(path: str, map_location=None):
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+    engine.load = load
+    return engine
 
 
 def _grad_norm(module: torch.nn.Module) -> float:
@@ -131,6 +159,7 @@ class DeepSpeedLearner:
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(s)
         )
+        self.engine.checkpoint_engine = weights_only_checkpoint_engine(self.engine.checkpoint_engine)
         if s.world_size == 1 and s.zero_stage == 0:
             # alone, the all-reduce is an identity, yet DeepSpeed still flattens, sends and copies back every
             # gradient: 18 % of a DPO step of SmolLM2-135M on one CPU thread
@@ -152,6 +181,9 @@ class DeepSpeedLearner:
         """
         engine = self.engine
         engine.train()
+        # dropout (LoRA's, a model's) draws from a stream fixed by (seed, rank, step): a resumed run draws as the
+        # uninterrupted one did, with no RNG state to checkpoint
+        torch.manual_seed(self.settings.seed * 1_000_003 + self.rank * 7_919 + self.steps_taken)
         device = engine.device
         mbs = self.settings.micro_batch_size
         if len(batch) != mbs * self.settings.accumulation_steps:
@@ -160,7 +192,7 @@ class DeepSpeedLearner:
             batch = self.anchors.fill_logps(batch, mbs, device)
         plan = self._micro_batches(batch)
         by_budget = self.settings.micro_batch_tokens > 0
-        can_skip = self.settings.zero_stage == 0
+        own_check = self.settings.zero_stage == 0  # ZeRO 1-3: DeepSpeed's own check
         sums: dict[str, float] = {}
         own_norm = None
         real = area = nonfinite = 0
@@ -178,7 +210,7 @@ class DeepSpeedLearner:
             # DeepSpeed divides each micro-batch's loss by its fixed accumulation count; by budget, micro-batches
             # differ in size, so each is weighted by its share of the shard's rows instead
             engine.backward(out.loss * (weight * self.settings.accumulation_steps) if by_budget else out.loss)
-            if can_skip and k == len(plan) - 1:
+            if own_check and k == len(plan) - 1:
                 own_norm = _grad_norm(engine.module)  # DeepSpeed tracks no norm without ZeRO; grads are reduced here
                 if not math.isfinite(own_norm):
                     break  # the reduced gradient is the same on every rank: all of them skip this step
@@ -188,6 +220,8 @@ class DeepSpeedLearner:
         metrics = dict(sums)
         if own_norm is not None and not math.isfinite(own_norm):
             engine.zero_grad()  # no optimizer or scheduler step: the weights and Adam moments stay as they were
+            metrics = {"skipped": 1.0, "nonfinite_loss_frac": nonfinite / len(plan)}
+        elif not own_check and not engine.was_step_applied():  # ZeRO 1-3: DeepSpeed found the norm NaN/inf, skipped
             metrics = {"skipped": 1.0, "nonfinite_loss_frac": nonfinite / len(plan)}
         metrics["micro_batches"] = float(len(plan))
         metrics["pad_frac"] = 1.0 - real / max(area, 1)

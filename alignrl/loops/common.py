@@ -7,7 +7,7 @@ import math
 import random
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from alignrl.data.sources import load_examples, task_of
 from alignrl.engine.deepspeed_learner import LearnerSettings
 from alignrl.errors import UserError
 from alignrl.evaluation import evaluate
-from alignrl.io import atomic_dir
+from alignrl.io import abandoned_writes, atomic_dir
 from alignrl.models.export import save_hf_folder
 from alignrl.tasks.base import Example, reward_for
 
@@ -41,6 +41,64 @@ def create_run_dir(cfg: RunConfig, *, overwrite: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(cfg), sort_keys=False))
     return run_dir
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where a loop begins: a new run folder at step 0, or (``--resume``) the folder's last checkpoint and the
+    trainer_state.json saved with it."""
+
+    run_dir: Path
+    checkpoint: Path | None = None
+    state: dict = field(default_factory=lambda: {"step": 0})
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def start_run(cfg: RunConfig, *, overwrite: bool, resume: bool, total_steps: int | None = None) -> RunStart:
+    """A new run folder (``create_run_dir``), or with ``resume`` the last checkpoint of ``cfg.run_dir``; refuses a
+    run already at ``total_steps`` (default train.steps)."""
+    if not resume:
+        return RunStart(create_run_dir(cfg, overwrite=overwrite))
+    from alignrl.export import find_checkpoint
+
+    run_dir = cfg.run_dir
+    checkpoint = find_checkpoint(run_dir, "latest")
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    total = cfg.train.steps if total_steps is None else total_steps
+    if state["step"] >= total:
+        raise UserError(f"--resume {run_dir}: its last checkpoint is at step {state['step']}, the recipe stops at "
+                        f"step {total}: the run is complete (raise train.steps to train on; `alignrl export {run_dir}` writes its "
+                        "export)")
+    return RunStart(run_dir, checkpoint, state)
+
+
+def clear_abandoned_writes(start: RunStart, tracker) -> None:
+    """On resume: remove checkpoint folders whose writing a kill interrupted, each noted in metrics.jsonl."""
+    if start.checkpoint is None:
+        return
+    for partial in abandoned_writes(start.run_dir / "checkpoints"):
+        tracker.note(start.step, f"resuming from {start.checkpoint.name}: removed {partial.name}, a checkpoint "
+                     "whose writing was interrupted (the checkpoints before it are complete)")
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def restore_learner(group, start: RunStart, *, name: str = "deepspeed", updates_per_step: int = 1) -> None:
+    """Weights, optimizer and LR schedule of ``group`` from the resumed checkpoint's ``name`` folder, and its hosted
+    moving anchors from ``anchors/`` (policy groups only); a learner step counts ``updates_per_step`` optimizer steps."""
+    step = start.step
+    group.load_engine_state(str(start.checkpoint / name), f"step_{step}", step * updates_per_step)
+    anchor_dir = start.checkpoint / "anchors"
+    if name == "deepspeed" and anchor_dir.is_dir():
+        from safetensors.torch import load_file
+
+        group.load_anchor_states({f.stem: load_file(str(f)) for f in sorted(anchor_dir.glob("*.safetensors"))})
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return any(p.is_dir() for p in (run_dir / "checkpoints").glob("step_*"))
 
 
 def prepare_policy(cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> Path:
@@ -130,7 +188,8 @@ class BadSteps:
 
     def check(self, step: int, metrics: dict[str, float], reason: str | None = None) -> bool:
         """After a step: True if it was skipped (``reason``, or the learner's ``skipped`` metric says why). A
-        NaN/inf loss or gradient norm the learner could not skip (ZeRO stage 1-3) stops the run at once."""
+        NaN/inf loss or gradient norm in a step the learner did not skip stops the run at once (a safety net: the
+        learner skips every step whose gradient norm is NaN/inf, at any ZeRO stage)."""
         prefix = "train/" if any(k.startswith("train/") for k in metrics) else ""
         if reason is None and metrics.get(f"{prefix}skipped", 0.0) > 0:
             frac = metrics.get(f"{prefix}nonfinite_loss_frac", 0.0)
@@ -141,8 +200,8 @@ class BadSteps:
                 value = metrics.get(f"{prefix}{key}")
                 if value is not None and not math.isfinite(value):
                     raise UserError(
-                        f"step {step}: {key} is {value}; training diverged. Steps with NaN/inf are skipped only at "
-                        "learner.zero_stage 0; lower learner.lr or learner.max_grad_norm, or check the data")
+                        f"step {step}: {key} is {value} but the learner applied the step; training diverged. "
+                        "Lower learner.lr or learner.max_grad_norm, or check the data")
             self.consecutive = 0
             return False
         self.consecutive += 1
@@ -211,6 +270,14 @@ def shuffled_index_batches(n: int, batch_size: int, seed: int):
         rng.shuffle(order)
         for start in range(0, n - batch_size + 1, batch_size):
             yield order[start:start + batch_size]
+
+
+def skip(batches, n: int):
+    """``batches`` after its first ``n`` items: a resumed run takes up the data stream where its checkpoint left it
+    (the epoch order derives from the seed, so the items skipped are the ones the run trained on)."""
+    for _ in range(n):
+        next(batches)
+    return batches
 
 
 def train_and_log(group, batch, loss_fn, step: int, last_step: int, log_every: int, tracker,

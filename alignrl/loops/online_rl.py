@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import random
 import shutil
 import time
@@ -33,17 +32,19 @@ from alignrl.data.sources import task_of
 from alignrl.engine.deepspeed_learner import value_predictions
 from alignrl.engine.moving_anchors import MovingAnchorSpec
 from alignrl.errors import UserError
-from alignrl.io import abandoned_writes
 from alignrl.loops.common import (
     BadSteps,
-    create_run_dir,
+    RunStart,
+    clear_abandoned_writes,
     every,
     learner_settings,
     load_run_data,
     prepare_policy,
+    restore_learner,
     run_eval,
     save_checkpoint,
     seed_everything,
+    start_run,
     write_json,
 )
 from alignrl.objectives.anchor_term import CoefSchedule, adaptive_coef, anchor_token_terms, coef_at
@@ -287,23 +288,15 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     anchors, the prompt stream's position); sampling seeds derive from (seed, step), so the continued run's
     metrics equal an uninterrupted run's.
     """
-    from alignrl.export import export_run, find_checkpoint
+    from alignrl.export import export_run
     from alignrl.models.loading import load_tokenizer
 
     seed_everything(cfg.seed)
     p: OnlineRLParams = cfg.algorithm.params
     data = load_run_data(cfg)
     task = cfg.data.train if task_of(cfg.data.train) else None  # the URI: its params may select a graded reward
-    checkpoint, trainer_state = None, {"step": 0, "prompt_batches": 0}
-    if resume:
-        run_dir = cfg.run_dir
-        checkpoint = find_checkpoint(run_dir, "latest")
-        trainer_state = json.loads((checkpoint / "trainer_state.json").read_text())
-        if trainer_state["step"] >= cfg.train.steps:
-            raise UserError(f"--resume {run_dir}: its last checkpoint is at step {trainer_state['step']}, the recipe "
-                            f"stops at train.steps={cfg.train.steps}; raise train.steps to continue")
-    else:
-        run_dir = create_run_dir(cfg, overwrite=overwrite)
+    start = start_run(cfg, overwrite=overwrite, resume=resume)
+    run_dir, checkpoint, trainer_state = start.run_dir, start.checkpoint, {"prompt_batches": 0, **start.state}
     model_dir = prepare_policy(cfg, run_dir, resume=resume)
     try:
         check_anchor_tokenizers(cfg, model_dir)
@@ -328,11 +321,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     bad_steps, skipped, notes = BadSteps(cfg.train.max_bad_steps, tracker), [], []
     if start_note:
         tracker.note(trainer_state["step"], start_note)
-    if resume:
-        for partial in abandoned_writes(run_dir / "checkpoints"):  # a kill during a checkpoint write left it
-            tracker.note(trainer_state["step"], f"resuming from {checkpoint.name}: removed {partial.name}, a "
-                         "checkpoint whose writing was interrupted (the checkpoints before it are complete)")
-            shutil.rmtree(partial, ignore_errors=True)
+    clear_abandoned_writes(start, tracker)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         if cfg.ray.address is None:
@@ -371,7 +360,7 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
             adaptive_now: dict[str, float] = dict(trainer_state.get("adaptive_coefs", {}))
             taid_now = taid_schedules(plans, cfg.train.steps, trainer_state.get("taid_schedules", {}))
             if checkpoint is not None:
-                _restore(checkpoint, trainer_state["step"], learner, rollout, cfg, critic)
+                _restore(start, learner, rollout, cfg, critic)
 
             def evaluate_now(step: int) -> dict:
                 result = run_eval(engine, data, cfg) or {}
@@ -428,17 +417,13 @@ def run_online_rl(cfg: RunConfig, *, overwrite: bool = False, show_progress: boo
     return final.get("metrics", {})
 
 
-def _restore(checkpoint: Path, step: int, learner: LearnerGroup, rollout: RolloutGroup, cfg: RunConfig,
+def _restore(start: RunStart, learner: LearnerGroup, rollout: RolloutGroup, cfg: RunConfig,
              critic: LearnerGroup | None) -> None:
-    """Learner (and critic) state, moving anchors and the generators' weights from ``checkpoint`` (after ``step``)."""
-    learner.load_engine_state(str(checkpoint / "deepspeed"), f"step_{step}", step)
+    """Learner (and critic) state, moving anchors and the generators' weights from the resumed checkpoint."""
+    updates = getattr(cfg.algorithm.params, "updates_per_step", 1)
+    restore_learner(learner, start, updates_per_step=updates)
     if critic is not None:
-        critic.load_engine_state(str(checkpoint / "critic"), f"step_{step}", step)
-    anchor_dir = checkpoint / "anchors"
-    if anchor_dir.is_dir():
-        from safetensors.torch import load_file
-
-        learner.load_anchor_states({f.stem: load_file(str(f)) for f in sorted(anchor_dir.glob("*.safetensors"))})
+        restore_learner(critic, start, name="critic", updates_per_step=updates)
     rollout.load_buckets(learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB)))
 
 
@@ -643,6 +628,7 @@ class RolloutPrefetch:
         self._syncs_waiting = 0   # a waiting sync goes before the next generation: fresher weights, less staleness
         self._ungenerated = 0     # queued generations that have not left the workers yet
         self._in_order = in_order
+        self._prompts: dict[int, list] = {}
         self.version = version
 
     @property
@@ -675,25 +661,43 @@ class RolloutPrefetch:
 
     def sync(self, fn):
         """Run the weight sync ``fn()`` once no generation is on the workers (blocking later ones meanwhile)."""
+        out = self.exclusive(fn)
+        self.version += 1
+        return out
+
+    def exclusive(self, fn):
+        """``fn()`` with the rollout workers to itself, as a sync has them (a redo after a worker restart)."""
         with self._turn:
             self._syncs_waiting += 1
             self._turn.wait_for(lambda: not self._busy and not (self._in_order and self._ungenerated))
             self._syncs_waiting -= 1
             self._busy = True
         try:
-            out = fn()
-            self.version += 1
-            return out
+            return fn()
         finally:
             with self._turn:
                 self._busy = False
                 self._turn.notify_all()
 
+    def draw(self, step: int, prompts_iter) -> list:
+        """The next prompts for queued ``step`` (drawn in the prefetch thread, in step order), kept until its batch
+        is taken: a batch lost with a worker is redone on the same prompts."""
+        self._prompts[step] = next(prompts_iter)
+        return self._prompts[step]
+
     def take(self, step: int):
         """(the batch collected for ``step``, the policy version that generated it), re-raising its error, or None
         when none was started."""
         future = self._pending.pop(step, None)
-        return None if future is None else future.result()
+        try:
+            return None if future is None else future.result()
+        finally:
+            if future is not None and future.exception() is None:
+                self._prompts.pop(step, None)
+
+    def prompts_of(self, step: int) -> list:
+        """The prompts queued ``step`` drew (after its batch failed)."""
+        return self._prompts.pop(step)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -746,11 +750,23 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
     def resync():
         rollout.load_buckets(learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB)))
 
-    taken = prefetch.take(step) if prefetch is not None else None
+    taken, prompts = None, None
+    if prefetch is not None:
+        try:
+            taken = prefetch.take(step)
+        except WorkerRestarted as err:  # the batch queued for this step was lost with a worker: redone below
+            notes.append(f"{err.note()}; the rollout workers got the current weights and step {step}'s queued batch "
+                         "was redone")
+            prompts = prefetch.prompts_of(step)
+            prefetch.exclusive(resync)
     if taken is None:
-        prompts = next(prompts_iter)
-        got = _redo_after_restart(lambda: _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout,
-                                                   scorers, sampling), resync, notes, f"step {step}'s batch")
+        prompts = next(prompts_iter) if prompts is None else prompts
+
+        def collect():
+            return _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout, scorers, sampling)
+        got = _redo_after_restart(collect if prefetch is None else lambda: prefetch.exclusive(collect),
+                                  resync if prefetch is None else lambda: prefetch.exclusive(resync), notes,
+                                  f"step {step}'s batch")
         staleness = 0
     else:
         got, version = taken
@@ -761,8 +777,8 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
         for ahead in range(max(step, prefetch.last_started or 0) + 1, prefetch_until + 1):
             # the prompts are drawn in the prefetch thread, in step order, as the refills of dynamic sampling are
             prefetch.start(ahead, lambda on_generated, s=ahead: _collect(
-                s, cfg, p, rewarder, next(prompts_iter), prompts_iter, tokenizer, rollout, scorers, sampling,
-                on_generated=on_generated))
+                s, cfg, p, rewarder, prefetch.draw(s, prompts_iter), prompts_iter, tokenizer, rollout, scorers,
+                sampling, on_generated=on_generated))
     batch, rewards, correct, completions = got.batch, got.rewards, got.correct, got.completions
     tokens = batch.tokens
     mask = tokens.loss_mask
@@ -827,7 +843,7 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
         def load():
             marks["free"] = time.perf_counter()
             return rollout.load_buckets(bucket_refs)
-        sync = prefetch.sync(load)
+        sync = _redo_after_restart(lambda: prefetch.sync(load), lambda: None, notes, f"step {step}'s weight sync")
         t_free = marks["free"]
     else:
         sync = _redo_after_restart(lambda: rollout.load_buckets(bucket_refs), lambda: None, notes,

@@ -36,15 +36,18 @@ from alignrl.errors import UserError
 from alignrl.loops.common import (
     BadSteps,
     RunData,
-    create_run_dir,
+    clear_abandoned_writes,
     every,
     finish_run,
     learner_settings,
     prepare_policy,
+    restore_learner,
     run_eval,
     save_checkpoint,
     seed_everything,
     shuffled_index_batches,
+    skip,
+    start_run,
     train_and_log,
 )
 from alignrl.loops.reward_model import Pair, collate_pairs, tokenize_pairs
@@ -208,9 +211,12 @@ def evaluate_pairs(group: LearnerGroup, pairs: list[Pair], pad_id: int, p: Prefe
     return out
 
 
-def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True, resume: bool = False,
+                   start_note: str | None = None) -> dict:
     """Run a preference recipe end to end (offline pairs, or ``online`` rounds of sampled pairs); returns the final
-    held-out metrics (empty without verifiable eval data)."""
+    held-out metrics (empty without verifiable eval data). ``resume``: continue ``cfg.run_dir`` from its last
+    checkpoint (weights, optimizer, LR schedule, reference, data position; online: the round's pairs and the
+    reward normalizers)."""
     from alignrl.export import export_run
     from alignrl.models.loading import load_tokenizer
 
@@ -231,8 +237,9 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
     evals = load_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
     eval_pairs = load_preference_examples(cfg.eval.pairs, key="eval.pairs")[: cfg.eval.n] if cfg.eval.pairs else []
     data = RunData(prompts, evals, task_of(cfg.data.eval) if cfg.data.eval else None)
-    run_dir = create_run_dir(cfg, overwrite=overwrite)
-    model_dir = prepare_policy(cfg, run_dir)
+    start = start_run(cfg, overwrite=overwrite, resume=resume, total_steps=rounds * steps)
+    run_dir = start.run_dir
+    model_dir = prepare_policy(cfg, run_dir, resume=resume)
     tokenizer = load_tokenizer(model_dir)
     fit = (cfg.train.truncation, cfg.train.max_prompt_length)
     eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "eval.pairs", *fit)
@@ -243,7 +250,11 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                                    micro_batch_size=rows_per_pair * settings.micro_batch_size,
                                    total_steps=rounds * steps)
     loss_fn = functools.partial(preference_micro_loss, params=p)
-    tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    tracker = Tracker(run_dir, rounds * steps, show_progress=show_progress, live_keys=("loss", "accuracy"),
+                      resume_step=start.step if resume else None)
+    if start_note:
+        tracker.note(start.step, start_note)
+    clear_abandoned_writes(start, tracker)
     bad_steps = BadSteps(cfg.train.max_bad_steps, tracker)
     final: dict = {}
     if p.reference == "model":
@@ -272,7 +283,7 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                 return reference_sums(group, tokenized, tokenizer.pad_token_id, shared=shared)
 
             if p.online:
-                rollout, rewarder = _start_sampling(cfg, model_dir)
+                rollout, rewarder = _start_sampling(cfg, model_dir, start.state.get("reward_stats"))
                 from alignrl.loops.online_rl import RemoteEngine
 
                 engine = RemoteEngine(rollout) if data.eval and data.task else None
@@ -299,10 +310,17 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                 return result
 
             evaluates = engine is not None or bool(eval_tok)
-            if evaluates and cfg.train.eval_every:
+            if evaluates and cfg.train.eval_every and start.checkpoint is None:
                 final = evaluate_now(0, group.full_state_dict() if engine is not None and rollout is None else None)
-            for r in range(rounds):
-                if p.online:
+            first_round, done_in_round = divmod(start.step, steps)
+            for r in range(first_round, rounds):
+                resumed_here = r == first_round and start.checkpoint is not None
+                if p.online and resumed_here and done_in_round:  # the checkpoint was taken inside this round
+                    pairs = [PreferenceExample(**x) for x in start.state["round_pairs"]]
+                elif p.online:
+                    if resumed_here:  # the round starts from the checkpoint's weights, as it did before
+                        restore_learner(group, start)
+                        rollout.load_buckets(group.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * 2**20)))
                     pairs = _sample_round(r, cfg, p, prompts, rollout, rewarder, tracker, r * steps)
                 tokenized = tokenize_pairs(tokenizer, pairs, cfg.train.max_length, "data.train", *fit)
                 if cached and (cached_sums is None or p.online):  # frozen: before the first step, the policy still
@@ -312,7 +330,13 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                     scorer = None
                 batches = _batches(tokenized, cfg.train.batch_size, tokenizer.pad_token_id, cfg.seed + r, cached_sums,
                                    shared)
-                for step in range(r * steps + 1, (r + 1) * steps + 1):
+                if resumed_here and not (p.online and not done_in_round):
+                    # after a frozen reference's sums, taken from the starting weights (as the first run took them)
+                    restore_learner(group, start)
+                    if rollout is not None:
+                        rollout.load_buckets(group.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * 2**20)))
+                    batches = skip(batches, done_in_round)
+                for step in range(r * steps + done_in_round * resumed_here + 1, (r + 1) * steps + 1):
                     train_and_log(group, next(batches), loss_fn, step, rounds * steps, cfg.train.log_every, tracker,
                                   bad_steps)
                     last = step == rounds * steps
@@ -326,7 +350,11 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
                     if do_eval:
                         final = evaluate_now(step, state)
                     if do_checkpoint:
-                        save_checkpoint(group, state, model_dir, run_dir, step, anchors=group.anchor_states())
+                        extra = {} if not p.online else {
+                            "reward_stats": rewarder.state_dict(),
+                            "round_pairs": [] if round_end else [dataclasses.asdict(x) for x in pairs]}
+                        save_checkpoint(group, state, model_dir, run_dir, step, extra=extra,
+                                        anchors=group.anchor_states())
             if cfg.export.enabled:
                 export_run(run_dir, what="policy", checkpoint="latest", out_dir=run_dir / "export", overwrite=True)
         finally:
@@ -344,8 +372,8 @@ def run_preference(cfg: RunConfig, *, overwrite: bool = False, show_progress: bo
     return final.get("metrics", {})
 
 
-def _start_sampling(cfg: RunConfig, model_dir):
-    """The rollout workers and the reward terms of online rounds."""
+def _start_sampling(cfg: RunConfig, model_dir, reward_stats: dict | None = None):
+    """The rollout workers and the reward terms of online rounds (``reward_stats``: a checkpoint's normalizers)."""
     from alignrl.actors.rollout import RolloutGroup
     from alignrl.config import RewardConfig
     from alignrl.rewards.combine import RewardSet
@@ -356,7 +384,7 @@ def _start_sampling(cfg: RunConfig, model_dir):
                            engine_kw={"kv_cache_gib": rc.kv_cache_gib} if rc.engine == "vllm" else {})
     try:
         rewarder = RewardSet(cfg.rewards or (RewardConfig(),), cfg.reward_names or ("verifier",), cfg.data.train,
-                             cfg.algorithm.params.samples_per_prompt)
+                             cfg.algorithm.params.samples_per_prompt, state=reward_stats)
     except BaseException:
         rollout.shutdown()
         raise

@@ -27,14 +27,19 @@ from alignrl.errors import UserError
 from alignrl.io import atomic_dir
 from alignrl.loops.common import (
     BadSteps,
+    clear_abandoned_writes,
     create_run_dir,
     every,
     finish_run,
+    has_checkpoint,
     learner_settings,
     prepare_policy,
+    restore_learner,
     save_checkpoint,
     seed_everything,
     shuffled_index_batches,
+    skip,
+    start_run,
     train_and_log,
     write_json,
 )
@@ -156,18 +161,26 @@ def export_folder(source: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def run_reward_model(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+def run_reward_model(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True, resume: bool = False,
+                     start_note: str | None = None) -> dict:
     """Train a Bradley-Terry reward model from a recipe (``members`` K > 1: an ensemble in ``runs/NAME/member<k>/``,
     K LoRA members on one backbone with ``learner.lora``, else K full models with seeds s..s+K−1); returns the
-    final held-out metrics (with K members: each one's and their mean)."""
+    final held-out metrics (with K members: each one's and their mean). ``resume``: continue from the last
+    checkpoint (an ensemble of full models: finished members are kept, the interrupted one resumes)."""
     members = cfg.algorithm.params.members
     if members == 1 or cfg.learner.lora is not None:
-        return _train_one(cfg, overwrite=overwrite, show_progress=show_progress)
-    run_dir = create_run_dir(cfg, overwrite=overwrite)
+        return _train_one(cfg, overwrite=overwrite, show_progress=show_progress, resume=resume, start_note=start_note)
+    run_dir = cfg.run_dir if resume else create_run_dir(cfg, overwrite=overwrite)
     results = {}
     for k in range(members):
         sub = dataclasses.replace(cfg, name=f"member{k}", output_dir=str(run_dir), seed=cfg.seed + k)
-        results[f"member{k}"] = _train_one(sub, overwrite=True, show_progress=show_progress)
+        if resume and _finished(sub):
+            results[f"member{k}"] = _final_metrics(sub.run_dir)
+            continue
+        again = resume and has_checkpoint(sub.run_dir)
+        results[f"member{k}"] = _train_one(sub, overwrite=True, show_progress=show_progress, resume=again,
+                                           start_note=start_note)
+        start_note = None  # said once, by the member that went on after it
     summary = {"members": results, "exports": [str(run_dir / f"member{k}" / "export") for k in range(members)]}
     if all(results.values()):
         summary["mean"] = {key: sum(r[key] for r in results.values()) / members for key in next(iter(results.values()))}
@@ -175,7 +188,25 @@ def run_reward_model(cfg: RunConfig, *, overwrite: bool = False, show_progress: 
     return summary.get("mean", {})
 
 
-def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
+def _finished(cfg: RunConfig) -> bool:
+    """A member run that reached train.steps (and wrote its export, when the recipe exports)."""
+    from alignrl.export import find_checkpoint
+
+    if not has_checkpoint(cfg.run_dir) or find_checkpoint(cfg.run_dir).name != f"step_{cfg.train.steps:06d}":
+        return False
+    return not cfg.export.enabled or (cfg.run_dir / "export" / "config.json").is_file()
+
+
+def _final_metrics(run_dir: Path) -> dict:
+    """A finished run's final held-out metrics (its eval.json), {} without held-out data."""
+    import json
+
+    path = run_dir / "eval.json"
+    return json.loads(path.read_text())["metrics"] if path.is_file() else {}
+
+
+def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool, resume: bool = False,
+               start_note: str | None = None) -> dict:
     import functools
 
     from alignrl.export import export_run
@@ -186,15 +217,17 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
     eval_pairs = load_preference_examples(cfg.data.eval, key="data.eval")[: cfg.eval.n] if cfg.data.eval else []
     if len(train_pairs) < cfg.train.batch_size:
         raise UserError(f"data.train: {len(train_pairs)} pairs, fewer than train.batch_size={cfg.train.batch_size}")
-    run_dir = create_run_dir(cfg, overwrite=overwrite)
-    backbone = prepare_policy(cfg, run_dir)
-    rm_dir = build_reward_init(backbone, run_dir / "init_rm", cfg.seed)
+    start = start_run(cfg, overwrite=overwrite, resume=resume)
+    run_dir = start.run_dir
+    rm_dir = run_dir / "init_rm"
+    if not (resume and (rm_dir / "config.json").is_file()):
+        build_reward_init(prepare_policy(cfg, run_dir, resume=resume), rm_dir, cfg.seed)
     tokenizer = load_tokenizer(rm_dir)
     pad = tokenizer.pad_token_id
     fit = (cfg.train.truncation, cfg.train.max_prompt_length)
     train_tok = tokenize_pairs(tokenizer, train_pairs, cfg.train.max_length, "data.train", *fit)
     eval_tok = tokenize_pairs(tokenizer, eval_pairs, cfg.train.max_length, "data.eval", *fit)
-    batches = _batches(train_tok, cfg.train.batch_size, pad, cfg.seed)
+    batches = skip(_batches(train_tok, cfg.train.batch_size, pad, cfg.seed), start.step)
     params: BradleyTerryParams = cfg.algorithm.params
     lora_members = params.members if cfg.learner.lora is not None else 0  # 0: a full model, no LoRA
     settings = learner_settings(cfg, rm_dir)
@@ -202,7 +235,11 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
                                    micro_batch_size=2 * settings.micro_batch_size, model_kind="reward",
                                    members=lora_members)
     loss_fn = functools.partial(bt_ensemble_micro_loss if lora_members else bt_micro_loss, params=params)
-    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"),
+                      resume_step=start.step if resume else None)
+    if start_note:
+        tracker.note(start.step, start_note)
+    clear_abandoned_writes(start, tracker)
     bad_steps = BadSteps(cfg.train.max_bad_steps, tracker)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
@@ -220,9 +257,11 @@ def _train_one(cfg: RunConfig, *, overwrite: bool, show_progress: bool) -> dict:
             return result
 
         try:
-            if eval_tok and cfg.train.eval_every:
+            if start.checkpoint is not None:
+                restore_learner(group, start)
+            elif eval_tok and cfg.train.eval_every:
                 evaluate_now(0)
-            for step in range(1, cfg.train.steps + 1):
+            for step in range(start.step + 1, cfg.train.steps + 1):
                 train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker,
                               bad_steps)
                 last = step == cfg.train.steps

@@ -18,16 +18,19 @@ from alignrl.errors import UserError
 from alignrl.loops.common import (
     BadSteps,
     RunData,
-    create_run_dir,
+    clear_abandoned_writes,
     every,
     finish_run,
     learner_settings,
     load_run_data,
     prepare_policy,
+    restore_learner,
     run_eval,
     save_checkpoint,
     seed_everything,
     shuffled_index_batches,
+    skip,
+    start_run,
     train_and_log,
 )
 from alignrl.objectives.sft import SFTParams, sft_loss
@@ -66,20 +69,27 @@ def _eval_engine(cfg: RunConfig, model_dir: Path):
     return make_engine(cfg.eval.engine, model_dir, seed=cfg.seed)
 
 
-def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Run an SFT recipe end to end; returns the final eval metrics (empty without verifiable eval data)."""
+def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True, resume: bool = False,
+            start_note: str | None = None) -> dict:
+    """Run an SFT recipe end to end; returns the final eval metrics (empty without verifiable eval data).
+    ``resume``: continue ``cfg.run_dir`` from its last checkpoint (weights, optimizer, LR schedule, data position)."""
     from alignrl.export import export_run
     from alignrl.models.loading import load_tokenizer
 
     seed_everything(cfg.seed)
     data = load_run_data(cfg)  # bad data fails here, before the run folder exists
-    run_dir = create_run_dir(cfg, overwrite=overwrite)
-    model_dir = prepare_policy(cfg, run_dir)
+    start = start_run(cfg, overwrite=overwrite, resume=resume)
+    run_dir = start.run_dir
+    model_dir = prepare_policy(cfg, run_dir, resume=resume)
     tokenizer = load_tokenizer(model_dir)
-    batches = _batches(_tokenize_all(tokenizer, data, cfg.train), cfg.train.batch_size,
-                       tokenizer.pad_token_id, cfg.seed)
+    batches = skip(_batches(_tokenize_all(tokenizer, data, cfg.train), cfg.train.batch_size,
+                            tokenizer.pad_token_id, cfg.seed), start.step)
     loss_fn = functools.partial(sft_micro_loss, params=cfg.algorithm.params)
-    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"))
+    tracker = Tracker(run_dir, cfg.train.steps, show_progress=show_progress, live_keys=("loss", "accuracy"),
+                      resume_step=start.step if resume else None)
+    if start_note:
+        tracker.note(start.step, start_note)
+    clear_abandoned_writes(start, tracker)
     bad_steps = BadSteps(cfg.train.max_bad_steps, tracker)
     final: dict = {}
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
@@ -95,9 +105,11 @@ def run_sft(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = Tr
             return result
 
         try:
-            if engine is not None and cfg.train.eval_every:
+            if start.checkpoint is not None:
+                restore_learner(group, start)
+            elif engine is not None and cfg.train.eval_every:
                 evaluate_now(0, group.full_state_dict())  # the starting point of the learning curve
-            for step in range(1, cfg.train.steps + 1):
+            for step in range(start.step + 1, cfg.train.steps + 1):
                 # 1. update
                 train_and_log(group, next(batches), loss_fn, step, cfg.train.steps, cfg.train.log_every, tracker,
                               bad_steps)

@@ -98,12 +98,26 @@ def parallel_runs(cfg: RunConfig) -> int:
 
 
 def _train_one(sub: RunConfig, show_progress: bool) -> dict[str, float]:
-    """One WARP run (a Ray task when runs go side by side): its wall-clock start and end."""
+    """One WARP run (a Ray task when runs go side by side): its wall-clock start and end. A run folder a resumed
+    job finds finished is kept (its times read from its ``warp_run.json``), one with a checkpoint goes on from it; a dead
+    learner worker restarts the run from its last checkpoint (``loops.with_learner_restarts``)."""
+    from alignrl.export import export_run, find_checkpoint
+    from alignrl.loops import with_learner_restarts
+    from alignrl.loops.common import has_checkpoint
     from alignrl.loops.online_rl import run_online_rl
 
+    record = sub.run_dir / "warp_run.json"
+    if record.is_file():  # written after the run's export: the run is complete
+        return json.loads(record.read_text())
     started = time.time()
-    run_online_rl(sub, overwrite=True, show_progress=show_progress)
-    return {"started": started, "finished": time.time()}
+    if has_checkpoint(sub.run_dir) and find_checkpoint(sub.run_dir).name == f"step_{sub.train.steps:06d}":
+        export_run(sub.run_dir, what="policy", checkpoint="latest", out_dir=sub.run_dir / "export", overwrite=True)
+    else:
+        with_learner_restarts(run_online_rl, sub, overwrite=True, show_progress=show_progress,
+                              resume=has_checkpoint(sub.run_dir))
+    times = {"started": started, "finished": time.time()}
+    write_json(record, times)
+    return times
 
 
 def train_runs(subs: list[RunConfig], at_once: int, show_progress: bool) -> list[dict[str, float]]:
@@ -137,25 +151,38 @@ def train_runs(subs: list[RunConfig], at_once: int, show_progress: bool) -> list
     return [done[m] for m in range(len(subs))]
 
 
-def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Run the WARP procedure (module docstring); returns the chosen final interpolant's metrics."""
+def run_warp(cfg: RunConfig, *, overwrite: bool = False, show_progress: bool = True, resume: bool = False) -> dict:
+    """Run the WARP procedure (module docstring); returns the chosen final interpolant's metrics. ``resume``: keep
+    the iterations ``warp_front.json`` records, and in the next one the RL runs that finished; the others go on
+    from their last checkpoints."""
     from alignrl.actors.cluster import ray_session
 
     data = load_run_data(cfg)
-    run_dir = create_run_dir(cfg, overwrite=overwrite)
+    if resume:
+        run_dir = cfg.run_dir
+        if (run_dir / "export" / "config.json").is_file():
+            raise UserError(f"--resume {run_dir}: this WARP job has finished (its export/ is written)")
+    else:
+        run_dir = create_run_dir(cfg, overwrite=overwrite)
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
-        return _warp_iterations(cfg, data, run_dir, show_progress)
+        return _warp_iterations(cfg, data, run_dir, show_progress, resume)
 
 
-def _warp_iterations(cfg: RunConfig, data, run_dir: Path, show_progress: bool) -> dict:
+def _warp_iterations(cfg: RunConfig, data, run_dir: Path, show_progress: bool, resume: bool = False) -> dict:
     from alignrl.models.loading import load_causal_lm
 
     w = cfg.warp
     at_once = parallel_runs(cfg)
-    sft_dir = prepare_policy(cfg, run_dir)
+    sft_dir = prepare_policy(cfg, run_dir, resume=resume)
     sft = load_causal_lm(sft_dir, key="policy").eval()
     init_dir, front, final = sft_dir, [], {}
-    for i in range(w.iterations):
+    done = 0  # iterations a resumed job keeps
+    if resume and (run_dir / "warp_front.json").is_file():
+        front = read_front(run_dir)
+        done = 1 + max(p["iteration"] for p in front)
+        final = next(p for p in front if p["iteration"] == done - 1 and p["eta"] == w.eta)
+        init_dir = run_dir / f"iter{done - 1}" / f"eta_{w.eta:g}"
+    for i in range(done, w.iterations):
         subs = [dataclasses.replace(
             cfg, name=f"iter{i}-run{m}", output_dir=str(run_dir), seed=cfg.seed + 1000 * i + m, warp=None,
             policy=ModelConfig(path=str(init_dir), dtype=cfg.policy.dtype),

@@ -148,14 +148,15 @@ def _poisonable_loss():
     return loss
 
 
-def test_a_nan_step_is_skipped_leaving_weights_and_optimizer_untouched(ray_local, tiny_model_dir):
+@pytest.mark.parametrize("zero_stage", [0, 2, 3])  # 0: our own check of the reduced norm; 1-3: DeepSpeed's
+def test_a_nan_step_is_skipped_leaving_weights_and_optimizer_untouched(ray_local, tiny_model_dir, zero_stage):
     good, bad = _batch(8, seed=0), _batch(8, seed=1)
     bad.input_ids[5, 0] = POISON  # one row of the second micro-batch (4 rows each)
     loss_fn = _poisonable_loss()
 
     def run(batches):
         settings = LearnerSettings(model_dir=str(tiny_model_dir), world_size=1, batch_size=8, micro_batch_size=4,
-                                   total_steps=4, lr=1e-2, seed=0, warmup_steps=2)
+                                   total_steps=4, lr=1e-2, seed=0, warmup_steps=2, zero_stage=zero_stage)
         group = LearnerGroup(settings, cpus_per_worker=0.5)
         try:
             start = group.full_state_dict()
@@ -177,3 +178,34 @@ def test_a_nan_step_is_skipped_leaving_weights_and_optimizer_untouched(ray_local
     assert metrics[1]["lr"] == fresh_metrics[0]["lr"] and metrics[1]["loss"] == fresh_metrics[0]["loss"]
     for name, t in fresh.items():
         torch.testing.assert_close(end[name], t, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("stage,workers", [(2, 2), (3, 1)])
+def test_a_zero_checkpoint_loads_weights_only_and_training_goes_on_exactly(ray_local, tiny_model_dir, tmp_path,
+                                                                           stage, workers):
+    """DeepSpeed's partitioned optimizer states, read back with torch.load(weights_only=True): the steps after a
+    reload equal the steps of the learner that went on."""
+    settings = LearnerSettings(model_dir=str(tiny_model_dir), world_size=workers, batch_size=8,
+                               micro_batch_size=8 // workers, total_steps=8, lr=1e-2, zero_stage=stage, seed=0,
+                               warmup_steps=6)
+    loss_fn = functools.partial(sft_micro_loss, params=SFTParams())
+    group = LearnerGroup(settings, cpus_per_worker=0.5)
+    try:
+        for seed in (0, 1):
+            group.train_step(_batch(8, seed=seed), loss_fn)
+        group.save_engine_state(str(tmp_path / "ck"), "step_2")
+        went_on = [group.train_step(_batch(8, seed=seed), loss_fn) for seed in (2, 3)]
+        expected = group.full_state_dict()
+    finally:
+        group.shutdown()
+    group = LearnerGroup(settings, cpus_per_worker=0.5)
+    try:
+        group.load_engine_state(str(tmp_path / "ck"), "step_2", 2)
+        reloaded = [group.train_step(_batch(8, seed=seed), loss_fn) for seed in (2, 3)]
+        got = group.full_state_dict()
+    finally:
+        group.shutdown()
+    assert [(m["loss"], m["lr"]) for m in reloaded] == [(m["loss"], m["lr"]) for m in went_on]
+    assert went_on[0]["lr"] < went_on[1]["lr"]  # still warming up: the schedule's position was restored
+    for name, tensor in expected.items():
+        torch.testing.assert_close(got[name], tensor, rtol=0, atol=0)

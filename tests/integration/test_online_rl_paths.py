@@ -248,3 +248,31 @@ def test_killed_rollout_and_scorer_workers_are_restarted_and_the_run_completes(t
     assert [r["train/worker_restarts"] for r in trained] == [0.0, 0.0, 1.0, 1.0, 0.0]
     # the scorer came back with its frozen model: the KL to it stays a small, finite number after the kill
     assert all(0 <= r["train/anchor/init"] < 1 for r in trained)
+
+
+QUEUED_KILLER = KILLER.replace('''    if calls == 4:  # step 4: the scorer, idle; its call for this batch comes next, while Ray restarts it (seconds)
+        pids = _pids("ray::ScorerWorker")
+        assert len(pids) == 1
+        os.kill(pids[0], signal.SIGKILL)
+''', "").replace("# during step 3's generation", "# step 2's batch, queued while step 1 trains: the next generation is step 3's")
+
+
+def test_asynchronous_rollout_redoes_a_queued_batch_lost_with_a_killed_worker(tmp_path, recipe):
+    fn = tmp_path / "killer.py"
+    fn.write_text(QUEUED_KILLER)
+    # overlap (max_staleness 1): step 3's batch is generated in the prefetch thread while step 2 trains
+    assert main(["run", str(recipe), f"output_dir={tmp_path}", "name=killed", *BASE, "rollout.engine=hf",
+                 "rollout.overlap=true", "rollout.stream_scoring=false", "rollout.max_new_tokens=12",
+                 "train.steps=5", "algorithm.entropy_coef=0.05",
+                 f"rewards=[{{kind: verifier}}, {{kind: function, function: '{fn}:score'}}]", "--no-progress"]) == 0
+    records = read_metrics(tmp_path / "killed" / "metrics.jsonl")
+    notes = [(r["step"], r["note"]) for r in records if "note" in r]
+    assert [step for step, _ in notes] == [3], "\n".join(map(str, notes))
+    assert notes[0][1].startswith("step 3: rollout worker 0 died during generate (")
+    assert notes[0][1].endswith(") and was restarted; the rollout workers got the current weights and step 3's "
+                                "queued batch was redone")
+    trained = [r for r in records if "train/loss" in r]
+    assert [r["step"] for r in trained] == [1, 2, 3, 4, 5]
+    assert [r["train/worker_restarts"] for r in trained] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    # the redone batch was sampled by the current weights (on-policy); the others were queued a step ahead
+    assert [r["train/staleness"] for r in trained] == [0.0, 1.0, 0.0, 1.0, 1.0]

@@ -73,40 +73,12 @@ KILL_RECIPE = RECIPE.replace("engine: vllm, max_new_tokens: 3, cpus_per_worker: 
     "steps: 5, batch_size: 16, max_length: 16, log_every: 1, eval_every: 0, checkpoint_every: 1")
 
 
-def _kill_when(run, moment: str, timeout_s: float = 600) -> None:
-    """Start the run in its own process group and SIGKILL the whole group (driver, Ray, every actor) at
-    ``moment``: "after_checkpoint" (checkpoint 2 complete) or "mid_checkpoint" (a checkpoint folder being written)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    recipe, out = run
-    proc = subprocess.Popen([sys.executable, "-m", "alignrl", "run", "--no-progress", str(recipe), f"output_dir={out}",
-                             "name=killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    checkpoints = out / "killed" / "checkpoints"
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if moment == "after_checkpoint" and (checkpoints / "step_000002").is_dir():
-                break
-            if moment == "mid_checkpoint" and any(checkpoints.glob(".step_00000[2-4].tmp-*")):
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run ended before the kill"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.mark.parametrize("moment", ["after_checkpoint", "mid_checkpoint"])
-def test_kill_minus_nine_of_the_whole_job_then_resume_matches_the_uninterrupted_run(tmp_path, moment):
+def test_kill_minus_nine_of_the_whole_job_then_resume_matches_the_uninterrupted_run(tmp_path, moment, kill_job_at):
     recipe = tmp_path / "rl.yaml"
     recipe.write_text(KILL_RECIPE)
     assert main(["run", str(recipe), f"output_dir={tmp_path}", "name=full", "--no-progress"]) == 0
-    _kill_when((recipe, tmp_path), moment)
+    kill_job_at(recipe, tmp_path, "killed", moment)
     killed = tmp_path / "killed"
     left = [p.name for p in (killed / "checkpoints").glob(".step_*.tmp-*")]
     assert main(["run", "--resume", str(killed), "--no-progress"]) == 0

@@ -7,6 +7,7 @@ and everything in the run folder."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -69,6 +70,20 @@ def test_warp_runs_merges_sweeps_and_chains_iterations(tmp_path, tiny_model_dir)
     at_one = load_file(str(run / "iter0" / "eta_1" / "model.safetensors"))
     assert all(torch.allclose(at_one[k], slerped[k], atol=1e-6) for k in at_one)
     assert any(not torch.allclose(runs[0][k], runs[1][k]) for k in init)  # two seeds, two different runs
+    # --resume of the job as a kill in iteration 1 would leave it (its run 0 finished, run 1 not begun, no merge):
+    # iteration 0 and run 0 are kept, run 1 and the merges are redone, and the front and export equal the job's
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    for gone in ("export", "iter1", "iter1-run1"):
+        shutil.rmtree(cut / gone)
+    (cut / "warp_front.json").write_text(json.dumps({**front, "points": [p for p in points if p["iteration"] == 0]}))
+    kept = (cut / "iter1-run0" / "export" / "model.safetensors").stat().st_mtime_ns
+    assert main(["run", "--resume", str(cut), "--no-progress"]) == 0
+    untimed = lambda ps: [{k: v for k, v in p.items() if k not in ("started", "finished")} for p in ps]  # noqa: E731
+    assert untimed(json.loads((cut / "warp_front.json").read_text())["points"]) == untimed(points)
+    assert (cut / "iter1-run0" / "export" / "model.safetensors").stat().st_mtime_ns == kept  # not trained again
+    again = load_file(str(cut / "export" / "model.safetensors"))
+    assert all(torch.equal(again[k], final[k]) for k in final)
 
 
 def test_slerp_of_more_than_two_runs_weighs_them_alike_when_they_are_parallel():

@@ -168,3 +168,31 @@ def test_in_order_a_sync_waits_for_every_queued_generation():
         assert prefetch.take(2) == ("b2", 0) and prefetch.take(3) == ("b3", 0)
     finally:
         prefetch.close()
+
+
+def test_a_lost_queued_batch_keeps_its_prompts_and_a_redo_does_not_count_as_a_sync():
+    prefetch = RolloutPrefetch(version=3)
+    stream = iter([["a", "b"], ["c", "d"]])
+
+    def lost(*, on_generated):
+        prefetch.draw(7, stream)
+        on_generated()
+        raise UserError("rollout worker 0 died during generate")
+
+    def kept(*, on_generated):
+        prefetch.draw(8, stream)
+        on_generated()
+        return "batch-8"
+
+    try:
+        prefetch.start(7, lost)
+        prefetch.start(8, kept)
+        with pytest.raises(UserError, match="died during generate"):
+            prefetch.take(7)
+        assert prefetch.prompts_of(7) == ["a", "b"]  # the redo samples the prompts the lost batch drew
+        assert prefetch.exclusive(lambda: "resynced") == "resynced" and prefetch.version == 3
+        assert prefetch.take(8) == ("batch-8", 3)
+        with pytest.raises(KeyError):  # a taken batch's prompts are not kept
+            prefetch.prompts_of(8)
+    finally:
+        prefetch.close()
