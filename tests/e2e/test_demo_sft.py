@@ -15,8 +15,11 @@ from alignrl.tracking import read_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-STEPS = 600  # conftest.DEMO_STEPS
-MIN_ACCURACY = 0.95  # measured 0.997 (300 held-out problems, seed 0, 600 steps); 0.577 at step 300
+STEPS = 800  # conftest.DEMO_STEPS
+# measured on 300 held-out problems, seed 0: 0.97 at step 800 and 0.42 at 400 on an AVX-512 Xeon (2026-11-26);
+# another CPU's float order gave 0.997 with a 600-step schedule. The late, sharp rise moves with the CPU's
+# arithmetic, so the bar sits below both measurements and far above the untrained model's 0.
+MIN_ACCURACY = 0.9
 
 
 def test_sft_learns_addition(demo_run):
@@ -27,14 +30,14 @@ def test_sft_learns_addition(demo_run):
     losses = [r["train/loss"] for r in records if "train/loss" in r]
     assert losses[-1] < 0.5 * losses[0]
     evals = {r["step"]: r["eval/accuracy"] for r in records if "eval/accuracy" in r}
-    assert sorted(evals) == [0, 300, STEPS]
-    assert evals[0] < 0.05 < evals[300] <= evals[STEPS]  # held-out accuracy rises from the untrained start
+    assert sorted(evals) == [0, 400, STEPS]
+    assert evals[0] < 0.05 < evals[400] <= evals[STEPS]  # held-out accuracy rises from the untrained start
 
 
 def test_run_folder_has_everything(demo_run):
     for name in ("recipe.yaml", "metrics.jsonl", "eval.json", "learning_curves.png", "export/config.json",
-                 "export/model.safetensors", "checkpoints/step_000300/hf/model.safetensors",
-                 "checkpoints/step_000600/trainer_state.json"):
+                 "export/model.safetensors", "checkpoints/step_000400/hf/model.safetensors",
+                 "checkpoints/step_000800/trainer_state.json"):
         assert (demo_run / name).is_file(), name
     assert list((demo_run / "tensorboard").glob("events.out.tfevents.*"))
     assert not [p for p in demo_run.rglob(".*tmp*")], "temporary folders left behind"
