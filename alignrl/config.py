@@ -231,6 +231,13 @@ class RolloutConfig:
     while the other workers still generate, instead of after the whole batch (not with dynamic sampling, which
     scores only the groups it keeps)."""
 
+    stream_learner: bool = False
+    """Also stream the learner: each part of the batch is trained on (its learner micro-batches forward and
+    backward) as soon as it is scored, while other parts are still generated and scored; the optimizer step closes
+    when the last part is in (``loops/streamed_step``). Needs stream_scoring, synchronous rollout, group-local
+    advantages (grpo/dr_grpo with std_scope group, rloo, a group or constant baseline), no running reward
+    normalization, no critic, no dynamic sampling, one update per batch and micro-batches of micro_batch_size."""
+
     skd_top_k: int = 0
     """Speculative KD sampling for distillation runs (SKD, Xu et al. 2024): the student proposes each token and
     the teacher (the run's `model: path` anchor) replaces it with its own sample when it is not among the
@@ -640,6 +647,38 @@ def _check_online_rl(cfg: RunConfig, origins: Origins) -> None:
                 fail(key, origins, f"{path} {problem}. {MAKE_A_MODEL}")
 
 
+def _check_stream_learner(cfg: RunConfig, origins: Origins) -> None:
+    """rollout.stream_learner trains part by part: nothing may need the whole batch before the first update."""
+    import alignrl.advantages  # noqa: F401  (registers the estimators)
+    from alignrl.objectives.online_rl import advantage_params
+
+    if not cfg.rollout.stream_learner or not cfg.is_online_rl:
+        return
+    p, rc = cfg.algorithm.params, cfg.rollout
+    why = "rollout.stream_learner trains each part of the batch as soon as it is scored"
+    if not rc.stream_scoring:
+        fail("rollout.stream_scoring", origins, f"{why}: it needs stream_scoring: true")
+    if rc.staleness_bound:
+        fail("rollout.max_staleness", origins, f"{why}, within a synchronous step; asynchronous rollout (overlap / "
+             "max_staleness) already trains while the next batch is generated: use one or the other")
+    if not getattr(advantage_params(p), "group_local", False):
+        fail("algorithm.advantage", origins, f"{why}, so each row's advantage must depend on its prompt group alone; "
+             f"{p.advantage} with these settings normalizes over the whole batch (use grpo/dr_grpo with std_scope: "
+             "group, rloo without whiten, or baseline: group_mean)")
+    for i, r in enumerate(cfg.rewards):
+        if r.normalize == "running":
+            fail(f"rewards[{i}].normalize", origins, f"{why}; running normalization updates its statistics with the "
+                 "whole batch at once: use normalize: group or none")
+    for key, bad in (("algorithm.dynamic_sampling", getattr(p, "dynamic_sampling", False)),
+                     ("algorithm.updates_per_step", getattr(p, "updates_per_step", 1) > 1),
+                     ("learner.micro_batch_tokens", cfg.learner.micro_batch_tokens > 0),
+                     ("algorithm.lmbda", getattr(p, "lmbda", 1.0) < 1.0)):
+        if bad:
+            fail(key, origins, f"{why}; this setting needs the whole batch first (dynamic sampling picks groups from "
+                 "it, several updates split it, a token budget sorts it, λ < 1 may replace it with dataset answers): "
+                 "turn one of them off")
+
+
 def _check_batch_sizes(cfg: RunConfig, origins: Origins) -> None:
     per_step = cfg.learner.workers * cfg.learner.micro_batch_size
     updates = getattr(cfg.algorithm.params, "updates_per_step", 1)
@@ -701,6 +740,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     cfg = build(RunConfig, data, "", origins)
     _check_batch_sizes(cfg, origins)
     _check_online_rl(cfg, origins)
+    _check_stream_learner(cfg, origins)
     _check_reward_model(cfg, origins)
     _check_rewards(cfg, origins)
     _check_model(cfg.policy, "policy", origins)

@@ -38,6 +38,15 @@ class LearnerWorker:
     def train_step(self, shard: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         return self.learner.train_step(shard, loss_fn)
 
+    def begin_step(self) -> None:
+        self.learner.begin_step()
+
+    def micro_step(self, micro: TokenBatch | RolloutBatch, weight: float, loss_fn: LossFn, last: bool) -> bool:
+        return self.learner.micro_step(micro, weight, loss_fn, last=last, fill_anchors=True)
+
+    def end_step(self) -> dict[str, float]:
+        return self.learner.end_step()
+
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return self.learner.full_state_dict()
 
@@ -118,7 +127,11 @@ class LearnerGroup:
         self._call("setup", [(settings, moving_anchors)] * n)
 
     def _call(self, method: str, args_per_worker: list[tuple[Any, ...]]) -> list[Any]:
-        refs = [getattr(w, method).remote(*args) for w, args in zip(self.workers, args_per_worker)]
+        return self._gather(method, [getattr(w, method).remote(*args) for w, args in zip(self.workers, args_per_worker)])
+
+    def _gather(self, method: str, refs: list[ray.ObjectRef]) -> list[Any]:
+        """The results of ``refs`` (calls of ``method`` on the workers); a dead worker or a failed call stops the run
+        with a message naming it."""
         try:
             return ray.get(refs)
         except ray.exceptions.RayActorError as err:
@@ -143,6 +156,11 @@ class LearnerGroup:
         shards = [(batch.slice(i * size, (i + 1) * size), loss_fn) for i in range(n)]
         results = self._call("train_step", shards)
         return {k: sum(r[k] for r in results) / n for k in results[0]}
+
+    def begin_step(self) -> "StreamedStep":
+        """An optimizer step whose micro-batches are sent one at a time, as their rows become ready
+        (``StreamedStep``); the calls queue on each worker in order, so this returns at once."""
+        return StreamedStep(self, [w.begin_step.remote() for w in self.workers])
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """Full weights from rank 0 (every rank calls in, as ZeRO-3 gathering is a collective)."""
@@ -201,6 +219,36 @@ class LearnerGroup:
         for w in self.workers:
             ray.kill(w)
         remove_placement_group(self._pg)
+
+
+class StreamedStep:
+    """One optimizer step fed micro-batch by micro-batch: rank r's micro-batch m (rows ``m·mbs`` to ``(m+1)·mbs`` of
+    its contiguous shard, as ``train_step`` cuts them) is sent with ``send`` once its rows exist; ``finish`` waits
+    for every rank's last one and returns the metrics averaged over ranks, as ``train_step`` does. Each rank gets
+    its micro-batches in order and as many as every other (ZeRO reduces in every backward)."""
+
+    def __init__(self, group: LearnerGroup, refs: list[ray.ObjectRef]) -> None:
+        s = group.settings
+        self.group, self.refs = group, list(refs)
+        self.per_rank = s.accumulation_steps
+        self.sent = [0] * len(group.workers)
+
+    def send(self, rank: int, micro: TokenBatch | RolloutBatch, loss_fn: LossFn) -> None:
+        """Rank ``rank``'s next micro-batch (``micro_batch_size`` rows)."""
+        m = self.sent[rank]
+        if m >= self.per_rank or len(micro) != self.group.settings.micro_batch_size:
+            raise ValueError(f"rank {rank}: micro-batch {m} of {self.per_rank} with {len(micro)} rows")
+        worker = self.group.workers[rank]
+        self.refs.append(worker.micro_step.remote(micro, 1.0 / self.per_rank, loss_fn, m == self.per_rank - 1))
+        self.sent[rank] += 1
+
+    def finish(self) -> dict[str, float]:
+        if any(m != self.per_rank for m in self.sent):
+            raise ValueError(f"micro-batches sent per rank {self.sent}, expected {self.per_rank} each")
+        ends = [w.end_step.remote() for w in self.group.workers]
+        results = self.group._gather("train_step", self.refs + ends)[len(self.refs):]
+        n = len(results)
+        return {k: sum(r[k] for r in results) / n for k in results[0]}
 
 
 def _died(ref: ray.ObjectRef) -> bool:

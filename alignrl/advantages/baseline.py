@@ -32,6 +32,11 @@ class BaselineParams:
     constant: float = 0.0
     """The baseline value for ``baseline="constant"``."""
 
+    @property
+    def group_local(self) -> bool:
+        """Whether a row's advantage depends on its prompt group alone (a streamed step trains part by part)."""
+        return self.baseline != "batch_mean"
+
 
 @ADVANTAGES.register("baseline", params=BaselineParams)
 @torch.no_grad()

@@ -43,6 +43,11 @@ class GRPOParams:
     eps: float = 1e-6
     """Added to the std: a group whose rewards are all equal gets advantage 0, not 0/0."""
 
+    @property
+    def group_local(self) -> bool:
+        """Whether a row's advantage depends on its prompt group alone (a streamed step trains part by part)."""
+        return self.std_scope == "group"
+
 
 @ADVANTAGES.register("grpo", params=GRPOParams)
 @torch.no_grad()

@@ -35,6 +35,11 @@ class RLOOParams:
     eps: float = 1e-6
     """Added to the batch std when whitening."""
 
+    @property
+    def group_local(self) -> bool:
+        """Whether a row's advantage depends on its prompt group alone (a streamed step trains part by part)."""
+        return not self.whiten
+
 
 @ADVANTAGES.register("rloo", params=RLOOParams)
 @torch.no_grad()

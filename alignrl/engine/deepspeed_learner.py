@@ -114,6 +114,7 @@ class DeepSpeedLearner:
         self.engine = None
         self.anchors = None  # MovingAnchors, when the recipe has EMA / Elastic Reset anchors
         self.steps_taken = 0
+        self._step: dict | None = None  # the step micro_step is accumulating
 
     def setup(self, moving_anchors: list | None = None) -> None:
         """Build the engine (collective); ``moving_anchors``: MovingAnchorSpecs to host beside the policy."""
@@ -179,52 +180,74 @@ class DeepSpeedLearner:
         Returns the mean of each LossOut metric over micro-batches (weighted by their rows) plus loss, grad_norm,
         lr, micro_batches (their count) and pad_frac (the share of computed token slots that are padding).
         """
-        engine = self.engine
-        engine.train()
-        # dropout (LoRA's, a model's) draws from a stream fixed by (seed, rank, step): a resumed run draws as the
-        # uninterrupted one did, with no RNG state to checkpoint
-        torch.manual_seed(self.settings.seed * 1_000_003 + self.rank * 7_919 + self.steps_taken)
-        device = engine.device
         mbs = self.settings.micro_batch_size
         if len(batch) != mbs * self.settings.accumulation_steps:
             raise ValueError(f"rank shard has {len(batch)} rows, expected {mbs * self.settings.accumulation_steps}")
+        self.begin_step()
         if self.anchors is not None:
-            batch = self.anchors.fill_logps(batch, mbs, device)
+            batch = self.anchors.fill_logps(batch, mbs, self.engine.device)
         plan = self._micro_batches(batch)
-        by_budget = self.settings.micro_batch_tokens > 0
-        own_check = self.settings.zero_stage == 0  # ZeRO 1-3: DeepSpeed's own check
-        sums: dict[str, float] = {}
-        own_norm = None
-        real = area = nonfinite = 0
         for k, (micro, weight) in enumerate(plan):
-            # we say where the step ends: by budget the number of micro-batches varies, and a skipped step must
-            # not shift DeepSpeed's own count of them
-            engine.set_gradient_accumulation_boundary(k == len(plan) - 1)
-            mask = (micro.tokens if isinstance(micro, RolloutBatch) else micro).attention_mask
-            real, area = real + int(mask.sum()), area + mask.numel()
-            micro = micro.to(device)
-            if self.anchors is not None:
-                micro = self.anchors.add_logits(micro)
-            out = loss_fn(engine, micro)
-            nonfinite += int(not torch.isfinite(out.loss.detach()).all())
-            # DeepSpeed divides each micro-batch's loss by its fixed accumulation count; by budget, micro-batches
-            # differ in size, so each is weighted by its share of the shard's rows instead
-            engine.backward(out.loss * (weight * self.settings.accumulation_steps) if by_budget else out.loss)
-            if own_check and k == len(plan) - 1:
-                own_norm = _grad_norm(engine.module)  # DeepSpeed tracks no norm without ZeRO; grads are reduced here
-                if not math.isfinite(own_norm):
-                    break  # the reduced gradient is the same on every rank: all of them skip this step
-            engine.step()
-            for key, value in {"loss": out.loss.detach(), **out.metrics}.items():
-                sums[key] = sums.get(key, 0.0) + weight * float(value)
-        metrics = dict(sums)
+            if not self.micro_step(micro, weight, loss_fn, last=k == len(plan) - 1):
+                break
+        return self.end_step()
+
+    def begin_step(self) -> None:
+        """Start an optimizer step fed one micro-batch at a time (``micro_step``, then ``end_step``): what
+        ``train_step`` does over a whole shard, and what a streamed step does as its rows arrive."""
+        self.engine.train()
+        # dropout (LoRA's, a model's) draws from a stream fixed by (seed, rank, step): a resumed run draws as the
+        # uninterrupted one did, with no RNG state to checkpoint
+        torch.manual_seed(self.settings.seed * 1_000_003 + self.rank * 7_919 + self.steps_taken)
+        self._step = {"sums": {}, "real": 0, "area": 0, "nonfinite": 0, "count": 0, "own_norm": None}
+
+    def micro_step(self, micro: TokenBatch | RolloutBatch, weight: float, loss_fn: LossFn, *, last: bool,
+                   fill_anchors: bool = False) -> bool:
+        """Forward and backward of one micro-batch (``weight``: its share of the shard's rows); ``last`` ends the
+        step (gradients reduced, clipped, optimizer and scheduler stepped). ``fill_anchors``: the hosted anchors'
+        log-probs are computed here (a streamed step has no whole shard to fill first). False when the step
+        cannot go on: at ZeRO 0 the reduced gradient was NaN/inf (``end_step`` then skips it)."""
+        engine, acc = self.engine, self._step
+        # we say where the step ends: by budget the number of micro-batches varies, and a skipped step must not
+        # shift DeepSpeed's own count of them
+        engine.set_gradient_accumulation_boundary(last)
+        if fill_anchors and self.anchors is not None:
+            micro = self.anchors.fill_logps(micro, len(micro), engine.device)
+        mask = (micro.tokens if isinstance(micro, RolloutBatch) else micro).attention_mask
+        acc["real"] += int(mask.sum())
+        acc["area"] += mask.numel()
+        acc["count"] += 1
+        micro = micro.to(engine.device)
+        if self.anchors is not None:
+            micro = self.anchors.add_logits(micro)
+        out = loss_fn(engine, micro)
+        acc["nonfinite"] += int(not torch.isfinite(out.loss.detach()).all())
+        # DeepSpeed divides each micro-batch's loss by its fixed accumulation count; by budget, micro-batches
+        # differ in size, so each is weighted by its share of the shard's rows instead
+        by_budget = self.settings.micro_batch_tokens > 0
+        engine.backward(out.loss * (weight * self.settings.accumulation_steps) if by_budget else out.loss)
+        if last and self.settings.zero_stage == 0:  # ZeRO 1-3: DeepSpeed's own overflow check
+            acc["own_norm"] = _grad_norm(engine.module)  # DeepSpeed tracks no norm without ZeRO; grads are reduced
+            if not math.isfinite(acc["own_norm"]):
+                return False  # the reduced gradient is the same on every rank: all of them skip this step
+        engine.step()
+        for key, value in {"loss": out.loss.detach(), **out.metrics}.items():
+            acc["sums"][key] = acc["sums"].get(key, 0.0) + weight * float(value)
+        return True
+
+    def end_step(self) -> dict[str, float]:
+        """The step's metrics (``train_step``'s); a step whose gradient norm was NaN/inf is skipped: no optimizer or
+        scheduler step, no anchor update, ``skipped`` 1."""
+        engine, acc = self.engine, self._step
+        own_norm = acc["own_norm"]
+        metrics = dict(acc["sums"])
         if own_norm is not None and not math.isfinite(own_norm):
             engine.zero_grad()  # no optimizer or scheduler step: the weights and Adam moments stay as they were
-            metrics = {"skipped": 1.0, "nonfinite_loss_frac": nonfinite / len(plan)}
-        elif not own_check and not engine.was_step_applied():  # ZeRO 1-3: DeepSpeed found the norm NaN/inf, skipped
-            metrics = {"skipped": 1.0, "nonfinite_loss_frac": nonfinite / len(plan)}
-        metrics["micro_batches"] = float(len(plan))
-        metrics["pad_frac"] = 1.0 - real / max(area, 1)
+            metrics = {"skipped": 1.0, "nonfinite_loss_frac": acc["nonfinite"] / acc["count"]}
+        elif self.settings.zero_stage > 0 and not engine.was_step_applied():  # DeepSpeed found the norm NaN/inf
+            metrics = {"skipped": 1.0, "nonfinite_loss_frac": acc["nonfinite"] / acc["count"]}
+        metrics["micro_batches"] = float(acc["count"])
+        metrics["pad_frac"] = 1.0 - acc["real"] / max(acc["area"], 1)
         grad_norm = own_norm if own_norm is not None else engine.get_global_grad_norm()
         metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         metrics["lr"] = float(engine.get_lr()[0])

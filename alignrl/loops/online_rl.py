@@ -732,6 +732,50 @@ def nonfinite_reason(rewards: torch.Tensor, advantages: torch.Tensor, mask: torc
     return None
 
 
+def _anchor_terms(step: int, cfg: RunConfig, plans: list[AnchorPlan], adaptive_now: dict | None,
+                  taid_now: dict | None) -> tuple[dict[str, float], list[AnchorTerm], dict[str, float]]:
+    """This step's anchor coefficients, the loss-placed anchors as the learner's AnchorTerms, and their metrics."""
+    coefs, loss_terms, metrics = {}, [], {}
+    for a in plans:
+        coef = a.coef(step - 1, cfg.train.steps, adaptive_now if adaptive_now is not None else {})
+        coefs[a.name] = coef
+        metrics[f"train/coef/{a.name}"] = coef
+        if a.cfg.placement != "reward":
+            taid_t = taid_now[a.name].t if taid_now and a.name in taid_now else None
+            if taid_t is not None:
+                metrics[f"train/taid_t/{a.name}"] = taid_t
+            loss_terms.append(AnchorTerm(a.name, a.cfg.divergence.name, a.cfg.estimator, coef,
+                                         a.divergence_params(), taid_t))
+    return coefs, loss_terms, metrics
+
+
+def with_advantages(batch: RolloutBatch, rewards: torch.Tensor, correct: torch.Tensor,
+                    anchor_rows: dict[str, torch.Tensor], plans: list[AnchorPlan], coefs: dict[str, float],
+                    adv_entry, adv_params, group_size: int, values: torch.Tensor | None = None):
+    """``batch`` with its advantages and anchor rows (reward-gated masks added), the advantage output, and the
+    metrics of anchors placed in the reward (−coef·D per token, gated, added to the token rewards)."""
+    mask = batch.tokens.loss_mask
+    anchor_rows = dict(anchor_rows)
+    token_rewards = torch.zeros_like(batch.rows["logp_rollout"])
+    metrics: dict[str, float] = {}
+    for a in plans:
+        if a.cfg.mask != "all":
+            from alignrl.anchors.masks import reward_gated_mask
+
+            when = "zero" if a.cfg.mask == "reward_zero" else "nonpositive"
+            anchor_rows[f"anchor_mask/{a.name}"] = reward_gated_mask(correct, mask, when).float()
+        if a.cfg.placement == "reward":  # fixed anchors only (checked at recipe load)
+            value, _ = anchor_token_terms(batch.rows["logp_rollout"], anchor_rows[f"anchor_logp/{a.name}"],
+                                          divergence=a.cfg.divergence.name, estimator=a.cfg.estimator,
+                                          params=a.divergence_params())
+            gate = anchor_rows.get(f"anchor_mask/{a.name}", mask.float())
+            token_rewards = token_rewards - coefs[a.name] * torch.where(mask, value * gate, torch.zeros_like(value))
+            metrics[f"train/anchor/{a.name}"] = float(masked_mean(value, mask))
+    adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards, values=values,
+                                       group_index=contiguous_groups(len(rewards), group_size)), adv_params)
+    return batch.with_rows(advantages=adv.adv.float(), **anchor_rows), adv, metrics
+
+
 def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, scorers, learner,
               adv_entry, adv_params, sampling, critic=None, adaptive_now=None, prefetch: RolloutPrefetch | None = None,
               prefetch_until: int = 0, taid_now: dict[str, TAIDSchedule] | None = None,
@@ -750,6 +794,8 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
     def resync():
         rollout.load_buckets(learner.weight_bucket_refs(int(cfg.rollout.sync_bucket_mb * MIB)))
 
+    coefs, loss_terms, metrics = _anchor_terms(step, cfg, plans, adaptive_now, taid_now)
+    learner_metrics: list[dict[str, float]] = []  # filled here by a streamed step (trained as its parts came)
     taken, prompts = None, None
     if prefetch is not None:
         try:
@@ -761,12 +807,20 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
             prefetch.exclusive(resync)
     if taken is None:
         prompts = next(prompts_iter) if prompts is None else prompts
+        if cfg.rollout.stream_learner and prefetch is None:
+            from alignrl.loops import streamed_step
 
-        def collect():
-            return _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout, scorers, sampling)
-        got = _redo_after_restart(collect if prefetch is None else lambda: prefetch.exclusive(collect),
-                                  resync if prefetch is None else lambda: prefetch.exclusive(resync), notes,
-                                  f"step {step}'s batch")
+            def collect():
+                return streamed_step.collect_and_train(step, cfg, p, plans, coefs, loss_terms, rewarder, prompts,
+                                                       tokenizer, rollout, scorers, learner, adv_entry, adv_params,
+                                                       sampling)
+        else:
+            def collect():
+                return _collect(step, cfg, p, rewarder, prompts, prompts_iter, tokenizer, rollout, scorers,
+                                sampling), []
+        got, learner_metrics = _redo_after_restart(
+            collect if prefetch is None else lambda: prefetch.exclusive(collect),
+            resync if prefetch is None else lambda: prefetch.exclusive(resync), notes, f"step {step}'s batch")
         staleness = 0
     else:
         got, version = taken
@@ -782,37 +836,10 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
     batch, rewards, correct, completions = got.batch, got.rewards, got.correct, got.completions
     tokens = batch.tokens
     mask = tokens.loss_mask
-    anchor_rows = dict(got.anchor_rows)
-
-    token_rewards = torch.zeros_like(batch.rows["logp_rollout"])
-    loss_terms = []
-    metrics: dict[str, float] = {}
-    for a in plans:
-        coef = a.coef(step - 1, cfg.train.steps, adaptive_now if adaptive_now is not None else {})
-        metrics[f"train/coef/{a.name}"] = coef
-        if a.cfg.mask != "all":
-            from alignrl.anchors.masks import reward_gated_mask
-
-            when = "zero" if a.cfg.mask == "reward_zero" else "nonpositive"
-            anchor_rows[f"anchor_mask/{a.name}"] = reward_gated_mask(correct, mask, when).float()
-        if a.cfg.placement == "reward":  # fixed anchors only (checked at recipe load)
-            value, _ = anchor_token_terms(batch.rows["logp_rollout"], anchor_rows[f"anchor_logp/{a.name}"],
-                                          divergence=a.cfg.divergence.name, estimator=a.cfg.estimator,
-                                          params=a.divergence_params())
-            gate = anchor_rows.get(f"anchor_mask/{a.name}", mask.float())
-            token_rewards = token_rewards - coef * torch.where(mask, value * gate, torch.zeros_like(value))
-            metrics[f"train/anchor/{a.name}"] = float(masked_mean(value, mask))
-        else:
-            taid_t = taid_now[a.name].t if taid_now and a.name in taid_now else None
-            if taid_t is not None:
-                metrics[f"train/taid_t/{a.name}"] = taid_t
-            loss_terms.append(AnchorTerm(a.name, a.cfg.divergence.name, a.cfg.estimator, coef,
-                                         a.divergence_params(), taid_t))
-
     values = critic.forward_values(tokens) if critic is not None else None
-    adv = adv_entry.fn(AdvantageInputs(rewards=rewards, mask=mask, token_rewards=token_rewards, values=values,
-                                       group_index=contiguous_groups(len(rewards), g)), adv_params)
-    batch = batch.with_rows(advantages=adv.adv.float(), **anchor_rows)
+    batch, adv, anchor_metrics = with_advantages(batch, rewards, correct, got.anchor_rows, plans, coefs, adv_entry,
+                                                 adv_params, g, values)
+    metrics.update(anchor_metrics)
     reason = nonfinite_reason(rewards, adv.adv, mask)
     if reason is not None:
         metrics["train/skipped"] = 1.0
@@ -826,8 +853,7 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
 
     updates = p.updates_per_step
     size = len(batch) // updates
-    learner_metrics: list[dict[str, float]] = []
-    for u in range(updates if reason is None else 0):
+    for u in range(updates if reason is None and not learner_metrics else 0):
         # π_old is the learner's own π_θ only for the first update on a batch the current weights sampled.
         on_policy = u == 0 and not got.off_policy
         loss_fn = functools.partial(rl_micro_loss, params=p, anchors=tuple(loss_terms), on_policy=on_policy,

@@ -276,3 +276,36 @@ def test_asynchronous_rollout_redoes_a_queued_batch_lost_with_a_killed_worker(tm
     assert [r["train/worker_restarts"] for r in trained] == [0.0, 0.0, 1.0, 0.0, 0.0]
     # the redone batch was sampled by the current weights (on-policy); the others were queued a step ahead
     assert [r["train/staleness"] for r in trained] == [0.0, 1.0, 0.0, 1.0, 1.0]
+
+
+def test_a_streamed_learner_step_takes_the_same_step_as_training_after_the_batch(tmp_path, recipe):
+    # 3 HF rollout workers (parts of 8 rows), 2 ZeRO-2 learner ranks with micro-batches of 6 rows: rank 0's second
+    # micro-batch joins parts 0 and 1, rank 1's first joins parts 1 and 2; a length reward, group-normalized, gives
+    # real advantages; the init scorer's log-probs feed a KL term
+    length = tmp_path / "length.py"
+    length.write_text("def score(prompts, completions, answers):\n    return [float(len(c)) for c in completions]\n")
+    common = ["rollout.engine=hf", "rollout.workers=3", "rollout.cpus_per_worker=0.25", "rollout.max_new_tokens=6",
+              "learner.workers=2", "learner.zero_stage=2", "learner.micro_batch_size=6", "learner.cpus_per_worker=0.5",
+              "train.batch_size=24", "train.steps=3", "learner.lr=1.0e-2",
+              "anchors=[{model: init, estimator: k3, coef: 0.1, cpus: 0.25}]",
+              f"rewards=[{{kind: verifier}}, {{kind: function, function: '{length}:score', normalize: group}}]"]
+    runs = {}
+    for name in ("streamed", "after"):
+        assert main(["run", str(recipe), f"output_dir={tmp_path}", f"name={name}", *BASE, *common,
+                     f"rollout.stream_learner={str(name == 'streamed').lower()}", "--no-progress"]) == 0
+        runs[name] = [r for r in read_metrics(tmp_path / name / "metrics.jsonl") if "train/loss" in r]
+    streamed, after = runs["streamed"], runs["after"]
+    assert len(streamed) == len(after) == 3
+    for s, a in zip(streamed, after):
+        assert s["train/reward_mean"] == a["train/reward_mean"]  # the same samples, the same rewards
+        assert s["train/advantage_abs_mean"] == pytest.approx(a["train/advantage_abs_mean"], rel=1e-6)
+        assert s["train/micro_batches"] == a["train/micro_batches"] == 2.0
+        for key in ("train/loss", "train/anchor/init", "train/grad_norm"):
+            assert s[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    assert streamed[-1]["train/anchor/init"] > 0 and streamed[0]["train/advantage_abs_mean"] > 0
+    assert all(r["train/streamed_parts"] == 3.0 and 0 <= r["train/streamed_early_frac"] < 1 for r in streamed)
+    assert "train/streamed_parts" not in after[0]
+    got = AutoModelForCausalLM.from_pretrained(tmp_path / "streamed" / "export").state_dict()
+    want = AutoModelForCausalLM.from_pretrained(tmp_path / "after" / "export").state_dict()
+    for name, tensor in want.items():
+        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5)
