@@ -141,6 +141,19 @@ def sft_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, float,
     return lines, [("SFT tiny", speedup, 0.0)]
 
 
+def stream_section(data: dict[str, Any]) -> list[str]:
+    s, ratio = data["settings"], data["ratio_off_over_on"]
+    early = statistics.mean(r["early_frac"] for r in data["on"])
+    return ["## Streamed learner vs training after the batch (ours vs ours)", "",
+            f"GRPO, tiny model (h{s['hidden']}, {s['layers']} layers), {s['prompts_per_step']} prompts x G="
+            f"{s['group_size']}, {s['rollout_workers']} HF rollout workers, micro-batches of {s['micro_batch_size']} "
+            f"rows, {s['pairs']} fresh run pairs alternating off/on.", "",
+            *_table(["after the batch s/step", "streamed s/step", "off / on", "range", "micro-batches sent early"],
+                    [[data["off_s_per_step"]["median"], data["on_s_per_step"]["median"], ratio["median"],
+                      f"{ratio['min']:.2f}-{ratio['max']:.2f}", early]]), "",
+            *[f"- {n}" for n in data["notes"]], "", _stamp(data), ""]
+
+
 def losses_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, float, float]]]:
     rows = []
     for p in data["pairs"]:
@@ -307,6 +320,8 @@ def write_report(results_dir: Path = RESULTS, out: Path | None = None) -> Path:
         lines, new_bars = builders[name](data[name])
         body += lines
         bars += new_bars
+    if "stream" in data:  # ours against ours: no peer, no bar in the summary
+        body += stream_section(data["stream"])
     for name in EVIDENCE:
         if name in data:
             body += evidence_lines(name, data[name], results_dir)
