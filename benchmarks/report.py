@@ -154,6 +154,15 @@ def stream_section(data: dict[str, Any]) -> list[str]:
             *[f"- {n}" for n in data["notes"]], "", _stamp(data), ""]
 
 
+def memory_section(data: dict[str, Any]) -> list[str]:
+    rows = [[case, r["ours"]["peak_pss_mib"], r[r["peer"]]["peak_pss_mib"],
+             r["ours"]["peak_pss_mib"] / r[r["peer"]]["peak_pss_mib"], "TRL" if r["peer"] == "trl" else "HF generate"]
+            for case, r in data["results"].items()]
+    return ["## Peak memory of the GRPO and rollout comparisons", "",
+            *_table(["case", "ours peak PSS MiB", "peer peak PSS MiB", "ours / peer", "peer"], rows), "",
+            *[f"- {n}" for n in data["notes"]], "", _stamp(data), ""]
+
+
 def losses_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, float, float]]]:
     rows = []
     for p in data["pairs"]:
@@ -322,6 +331,8 @@ def write_report(results_dir: Path = RESULTS, out: Path | None = None) -> Path:
         bars += new_bars
     if "stream" in data:  # ours against ours: no peer, no bar in the summary
         body += stream_section(data["stream"])
+    if "memory" in data:
+        body += memory_section(data["memory"])
     for name in EVIDENCE:
         if name in data:
             body += evidence_lines(name, data[name], results_dir)

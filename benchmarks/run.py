@@ -23,8 +23,9 @@ from benchmarks.common import RESULTS, set_threads, setup_env, write_result
 SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_step", "losses": "benchmarks.losses",
             "rl": "benchmarks.rl", "kdrl": "benchmarks.kdrl_vs_baselines",
             "warp": "benchmarks.warp_front", "overoptimization": "benchmarks.overoptimization",
-            "dpo": "benchmarks.dpo_step", "sync": "benchmarks.weight_sync", "stream": "benchmarks.stream_step"}
-CORE = ("rl", "dpo", "sync", "generation", "losses", "sft_step", "stream")
+            "dpo": "benchmarks.dpo_step", "sync": "benchmarks.weight_sync", "stream": "benchmarks.stream_step",
+            "memory": "benchmarks.memory"}
+CORE = ("rl", "dpo", "sync", "generation", "losses", "sft_step", "stream", "memory")
 EVIDENCE = ("kdrl", "warp", "overoptimization")
 
 
