@@ -19,13 +19,14 @@ from benchmarks.common import RESULTS
 # goal: the speed-up over the peer we aim for (peer time / our time, higher is better)
 GOALS = {"rl": 2.0, "dpo": 1.5, "generation": 2.0}  # sync: its own goal, sync time ≤ 2 × memcpy
 CORE = ("rl", "dpo", "sft_step", "losses", "generation", "sync")
+OURS_ONLY = ("stream", "memory")  # no peer of their own: after the comparisons, and never "not run"
 EVIDENCE = ("kdrl", "warp", "overoptimization")
 
 
 def load_results(results_dir: Path) -> dict[str, dict[str, Any]]:
     """Every ``<section>.json`` of the results folder that holds a full (non-quick) run."""
     out = {}
-    for name in (*CORE, *EVIDENCE):
+    for name in (*CORE, *OURS_ONLY, *EVIDENCE):
         path = results_dir / f"{name}.json"
         if path.is_file():
             data = json.loads(path.read_text())
@@ -311,43 +312,72 @@ def evidence_lines(name: str, data: dict[str, Any], results_dir: Path) -> list[s
     return lines + ["", _stamp(data), ""]
 
 
+# the heading each section's text starts with: a section without a fresh JSON keeps its previous text
+HEADINGS = {"rl": "## GRPO step vs TRL", "dpo": "## DPO pairs/s", "sft_step": "## SFT step", "losses": "## Loss functions",
+            "generation": "## Rollout tokens/s", "sync": "## Weight sync", "stream": "## Streamed learner",
+            "memory": "## Peak memory", "kdrl": "## KDRL", "warp": "## WARP", "overoptimization": "## Reward over-opt"}
+BARRED = ("rl", "dpo", "sft_step", "generation", "sync")  # the sections with bars in summary.png
+
+
+def previous_report(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """An existing report's summary lines (its figure and goal count) and its sections' lines by section name."""
+    if not path.is_file():
+        return [], {}
+    summary, sections, name = [], {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            name = next((k for k, h in HEADINGS.items() if line.startswith(h)), None)
+        if name is not None:
+            sections.setdefault(name, []).append(line)
+        elif line.startswith(("![speed-ups", "Goals met")):
+            summary += [line, ""]
+    return summary, sections
+
+
 def write_report(results_dir: Path = RESULTS, out: Path | None = None) -> Path:
-    """Write the report (and its PNGs next to it) from the JSON in ``results_dir``; returns its path."""
+    """Write the report (and its PNGs next to it) from the JSON in ``results_dir``; returns its path. A section with
+    no JSON in ``results_dir`` keeps its text (and its date stamp) from the report already at ``out``."""
     out = out or results_dir / "REPORT.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     data = load_results(results_dir)
+    old_summary, old_sections = previous_report(out)
     body: list[str] = []
     bars: list[tuple[str, float, float]] = []
     builders = {"rl": rl_section, "dpo": dpo_section, "sft_step": sft_section, "losses": losses_section,
                 "generation": lambda d: generation_section(d, out.parent / "generation_by_batch.png"),
-                "sync": lambda d: sync_section(d, out.parent / "sync_by_size.png")}
-    missing = []
-    for name in CORE:
-        if name not in data:
-            missing.append(name)
-            continue
-        lines, new_bars = builders[name](data[name])
-        body += lines
-        bars += new_bars
-    if "stream" in data:  # ours against ours: no peer, no bar in the summary
-        body += stream_section(data["stream"])
-    if "memory" in data:
-        body += memory_section(data["memory"])
-    for name in EVIDENCE:
+                "sync": lambda d: sync_section(d, out.parent / "sync_by_size.png"),
+                "stream": lambda d: (stream_section(d), []),  # ours against ours: no peer, no bar
+                "memory": lambda d: (memory_section(d), [])}
+    missing, kept = [], []
+    for name in (*CORE, *OURS_ONLY, *EVIDENCE):
         if name in data:
-            body += evidence_lines(name, data[name], results_dir)
+            lines, new_bars = builders[name](data[name]) if name in builders else (
+                evidence_lines(name, data[name], results_dir), [])
+            body += lines
+            bars += new_bars
+        elif name in old_sections:
+            body += old_sections[name]
+            kept.append(name)
+        elif name in CORE:
+            missing.append(name)
     head = ["# alignrl benchmark report", "",
             "Written by `python -m benchmarks.report` (run by `make bench`) from `benchmarks/results/*.json`. Every "
             "comparison ran both sides in one session, interleaved, several rounds; medians are shown. Speed-up = "
-            "the peer's time / ours (higher is better). Peak RSS is recorded where each side ran in a process of its "
-            "own (DPO, the losses); the GRPO, rollout and sync comparisons share one process between the sides (ours "
-            "spread over Ray actors) and do not separate it yet.", ""]
-    if bars:
+            "the peer's time / ours (higher is better). Peak memory: DPO and the losses measure each side in a "
+            "process of its own; the GRPO and rollout comparisons share one process between the sides, so the "
+            "`memory` section measures each of their sides alone in a fresh process (PSS summed over its process "
+            "tree). The sync comparison's peer is a memcpy inside our own process.", ""]
+    if bars and not any(name in kept for name in BARRED):
         _plot_summary(bars, out.parent / "summary.png")
         met = [b for b in bars if b[2]]
         head += ["![speed-ups over peers](summary.png)", "",
                  f"Goals met: {sum(b >= g for _, b, g in met)} of {len(met)}; median speed-up over all comparisons "
                  f"{statistics.median(b for _, b, _ in bars):.2f}×.", ""]
+    elif old_summary:
+        head += old_summary
+    if kept:
+        head += [f"Kept from the previous report (no JSON in this run; each keeps its own date stamp): "
+                 f"{', '.join(kept)}.", ""]
     if missing:
         head += [f"Sections not run (no full-run JSON): {', '.join(missing)}. Run `make bench`.", ""]
     tmp = out.with_name(out.name + ".tmp")

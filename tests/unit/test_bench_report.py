@@ -63,3 +63,22 @@ def test_report_tables_goals_plots_and_missing_sections(tmp_path: Path):
     for png in ("summary.png", "sync_by_size.png", "generation_by_batch.png"):
         assert (tmp_path / png).stat().st_size > 1000 and f"]({png})" in text
     assert "_Run 2026-11-26T12:00:00+0000 on `vm` (2 CPUs" in text
+
+
+def test_a_section_without_json_keeps_its_previous_text_and_the_summary_stays(tmp_path: Path):
+    (tmp_path / "REPORT.md").write_text(
+        "# alignrl benchmark report\n\nold head\n\n![speed-ups over peers](summary.png)\n\nGoals met: 3 of 8; x.\n\n"
+        "## GRPO step vs TRL `GRPOTrainer`\n\nold grpo table\n\n_Run 2026-11-20_\n\n"
+        "## DPO pairs/s vs TRL `DPOTrainer`\n\nold dpo table\n")
+    _write(tmp_path, "stream", {
+        "settings": {"hidden": 128, "layers": 4, "prompts_per_step": 16, "group_size": 4, "rollout_workers": 2,
+                     "micro_batch_size": 8, "pairs": 3},
+        "off_s_per_step": _spread(0.3), "on_s_per_step": _spread(0.25), "ratio_off_over_on": _spread(1.2),
+        "on": [{"early_frac": 0.25}], "notes": ["a note"]})
+    text = write_report(tmp_path).read_text()
+    assert "old grpo table" in text and "old dpo table" in text and "_Run 2026-11-20_" in text  # kept verbatim
+    assert "Goals met: 3 of 8; x." in text  # no fresh section with bars: the old summary stands
+    assert "Kept from the previous report (no JSON in this run; each keeps its own date stamp): rl, dpo." in text
+    assert "Sections not run (no full-run JSON): sft_step, losses, generation, sync." in text
+    assert "| 0.3 | 0.25 | 1.2 | 1.08-1.32 | 0.25 |" in text  # the fresh stream section
+    assert text.index("## GRPO step") < text.index("## DPO pairs/s") < text.index("## Streamed learner")
