@@ -161,7 +161,14 @@ def memory_section(data: dict[str, Any]) -> list[str]:
             for case, r in data["results"].items()]
     return ["## Peak memory of the GRPO and rollout comparisons", "",
             *_table(["case", "ours peak PSS MiB", "peer peak PSS MiB", "ours / peer", "peer"], rows), "",
-            *[f"- {n}" for n in data["notes"]], "", _stamp(data), ""]
+            *[f"- {n}" for n in data["notes"]],
+            "- What ours is made of, and what would shrink it: the Ray runtime (raylet, GCS, dashboard agent) and one "
+            "Python with torch and transformers per actor (learner, rollout worker, scorer), where the peer is one "
+            "process; the scorer's own copy of the reference model (TRL's LoRA run disables the adapters instead); "
+            "vLLM's KV cache (0.5 GiB here) and, with LoRA, the rollout worker's copy of the base layers it merges "
+            "adapters into. Colocating the scorer with the learner (the reference as a hosted anchor) and a smaller "
+            "kv_cache_gib are the knobs; across GPUs and nodes the per-process overhead is what buys the placement.",
+            "", _stamp(data), ""]
 
 
 def losses_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, float, float]]]:
