@@ -783,9 +783,10 @@ def _one_step(step, cfg, p, plans, rewarder, prompts_iter, tokenizer, rollout, s
     """One step; with ``prefetch``, the batches of steps up to ``prefetch_until`` are queued before training.
 
     A batch with NaN/inf rewards or advantages is not trained on (its reason is appended to ``skipped``); the
-    weight sync still runs, so the rollout's bookkeeping of weight versions stays one per step. Synchronous
-    rollout survives a rollout, scorer or reward worker that dies and is restarted by Ray: the workers get the
-    current weights and the interrupted batch or sync is redone (noted in ``notes``)."""
+    weight sync still runs, so the rollout's bookkeeping of weight versions stays one per step. A rollout, scorer
+    or reward worker that dies and is restarted by Ray is survived: the workers get the current weights and the
+    interrupted batch (a queued one: on its own prompts) or sync is redone (noted in ``notes``). With
+    rollout.stream_learner the learner trains inside the collection (``loops/streamed_step``)."""
     t_start = time.perf_counter()
     g = p.group_size
     notes = [] if notes is None else notes
