@@ -114,6 +114,10 @@ class LearnerConfig:
     micro_batch_tokens: int = 0
     """> 0: micro-batches by token budget instead (rows × padded width ≤ this; rows sorted by length, all-padding
     columns dropped; like verl's use_dynamic_bsz). SFT, online RL and distillation only."""
+    pack_sequences: bool = False
+    """Pack each micro-batch's sequences into rows as wide as its longest, with a block-diagonal causal mask: no
+    compute on padding, the same logits (data/packing; OpenRLHF's packing_samples). SFT, online RL and
+    distillation only; needs sdpa or eager attention."""
     max_grad_norm: float = 1.0
     bf16: bool = False
     cpus_per_worker: float = 1.0
@@ -568,6 +572,9 @@ def _check_reward_model(cfg: RunConfig, origins: Origins) -> None:
     if cfg.learner.micro_batch_tokens and cfg.algorithm.name in ("preference", "bradley_terry"):
         fail("learner.micro_batch_tokens", origins, f"{cfg.algorithm.name} pairs rows within a micro-batch, which a "
              "token budget would split and reorder; set it to 0 and size micro-batches with learner.micro_batch_size")
+    if cfg.learner.pack_sequences and cfg.algorithm.name in ("preference", "bradley_terry"):
+        fail("learner.pack_sequences", origins, f"{cfg.algorithm.name} scores whole sequences (a reward head at the "
+             "last token, or shared-prompt rows with their own mask), which packing would mix; set it to false")
     if cfg.algorithm.name == "preference":
         _check_preference(cfg, origins)
         return

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import torch
 
+from alignrl.data.micro_batches import trim_padding
+from alignrl.data.packing import PackedForward
 from alignrl.types import LossOut, RolloutBatch, TokenBatch
 
 LossFn = Callable[[torch.nn.Module, Any], LossOut]  # (model, TokenBatch | RolloutBatch micro-batch)
@@ -42,6 +44,7 @@ class LearnerSettings:
     model_kind: str = "causal_lm"  # "value": a per-token scalar head (the PPO critic); "reward": a sequence scalar head
     members: int = 1  # reward + lora: this many LoRA members + heads on one frozen backbone (models/lora_ensemble.py)
     micro_batch_tokens: int = 0  # > 0: micro-batches by token budget (data/micro_batches), not micro_batch_size rows
+    pack_sequences: bool = False  # each micro-batch's sequences packed into few rows, no padding computed (data/packing)
 
     @property
     def accumulation_steps(self) -> int:
@@ -213,14 +216,19 @@ class DeepSpeedLearner:
         engine.set_gradient_accumulation_boundary(last)
         if fill_anchors and self.anchors is not None:
             micro = self.anchors.fill_logps(micro, len(micro), engine.device)
+        if self.settings.pack_sequences:
+            # a packed forward's logits come back as wide as the micro-batch: without its all-padding columns, the
+            # loss's log-softmax skips them too
+            micro = trim_padding(micro)
         mask = (micro.tokens if isinstance(micro, RolloutBatch) else micro).attention_mask
         acc["real"] += int(mask.sum())
-        acc["area"] += mask.numel()
         acc["count"] += 1
         micro = micro.to(engine.device)
         if self.anchors is not None:
             micro = self.anchors.add_logits(micro)
-        out = loss_fn(engine, micro)
+        model = self._model_for_losses()
+        out = loss_fn(model, micro)
+        acc["area"] += model.area if isinstance(model, PackedForward) else mask.numel()
         acc["nonfinite"] += int(not torch.isfinite(out.loss.detach()).all())
         # DeepSpeed divides each micro-batch's loss by its fixed accumulation count; by budget, micro-batches
         # differ in size, so each is weighted by its share of the shard's rows instead
@@ -265,7 +273,7 @@ class DeepSpeedLearner:
         if s.micro_batch_tokens <= 0:
             mbs = s.micro_batch_size
             return [(batch.slice(start, start + mbs), mbs / len(batch)) for start in range(0, len(batch), mbs)]
-        from alignrl.data.micro_batches import split_to_count, token_budget_groups, trim_padding
+        from alignrl.data.micro_batches import split_to_count, token_budget_groups
 
         tokens = batch.tokens if isinstance(batch, RolloutBatch) else batch
         groups = token_budget_groups(tokens.attention_mask, s.micro_batch_tokens)
@@ -275,12 +283,17 @@ class DeepSpeedLearner:
             groups = split_to_count(groups, int(count.item()))
         return [(trim_padding(batch.select(g)), len(g) / len(batch)) for g in groups]
 
+    def _model_for_losses(self) -> Any:
+        """The engine, or with ``pack_sequences`` the engine behind a PackedForward (a loss's padded forward runs
+        on packed rows)."""
+        return PackedForward(self.engine) if self.settings.pack_sequences else self.engine
+
     @torch.no_grad()
     def forward_values(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T) critic values aligned like token log-probs: V[:, t] = V(s_t) read at position t − 1 (the state
         before token t is chosen), 0 at position 0."""
         self.engine.eval()
-        return self._per_micro(batch, lambda micro: value_predictions(self.engine, micro))
+        return self._per_micro(batch, lambda micro: value_predictions(self._model_for_losses(), micro))
 
     @torch.no_grad()
     def forward_scores(self, batch: TokenBatch, member: int | None = None) -> torch.Tensor:
@@ -300,7 +313,7 @@ class DeepSpeedLearner:
         from alignrl.ops import token_logprobs
 
         self.engine.eval()
-        model = self.engine if anchor is None else self.anchors.models[anchor]
+        model = self._model_for_losses() if anchor is None else self.anchors.models[anchor]
 
         def sums(micro: TokenBatch) -> torch.Tensor:
             logits = model(input_ids=micro.input_ids, attention_mask=micro.attention_mask).logits

@@ -231,7 +231,7 @@ def learner_settings(cfg: RunConfig, model_dir: Path) -> LearnerSettings:
         micro_batch_size=lc.micro_batch_size, total_steps=cfg.train.steps * updates, lr=lc.lr, weight_decay=lc.weight_decay,
         betas=tuple(lc.betas), warmup_steps=lc.warmup_steps, lr_schedule=lc.lr_schedule, min_lr_ratio=lc.min_lr_ratio,
         max_grad_norm=lc.max_grad_norm, zero_stage=lc.zero_stage, bf16=lc.bf16, seed=cfg.seed,
-        micro_batch_tokens=lc.micro_batch_tokens,
+        micro_batch_tokens=lc.micro_batch_tokens, pack_sequences=lc.pack_sequences,
         lora=None if lc.lora is None else {"r": lc.lora.r, "lora_alpha": lc.lora.alpha, "lora_dropout": lc.lora.dropout,
                                            "target_modules": list(lc.lora.target_modules)},
     )

@@ -137,6 +137,20 @@ def test_token_budget_micro_batches_take_the_same_step_with_less_padding(ray_loc
         assert other[0]["grad_norm"] == pytest.approx(fixed[0]["grad_norm"], rel=1e-4)
 
 
+def test_packed_sequences_take_the_same_step_computing_less_padding(ray_local, tiny_model_dir):
+    batch = _ragged_batch(16, seed=1)
+    padded = _steps(tiny_model_dir, batch, workers=1, stage=0)
+    packed = _steps(tiny_model_dir, batch, workers=1, stage=0, pack_sequences=True)
+    both = _steps(tiny_model_dir, batch, workers=2, stage=2, micro_batch_tokens=40, pack_sequences=True)
+    real = int(batch.attention_mask.sum())
+    assert padded[0]["pad_frac"] == pytest.approx(1 - real / batch.attention_mask.numel())
+    assert packed[0]["pad_frac"] < padded[0]["pad_frac"] - 0.2
+    for other in (packed, both):
+        for a, b in zip(padded, other):
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert other[0]["grad_norm"] == pytest.approx(padded[0]["grad_norm"], rel=1e-4)
+
+
 POISON = 99  # a first token that makes the loss NaN
 
 

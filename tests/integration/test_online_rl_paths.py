@@ -281,7 +281,8 @@ def test_asynchronous_rollout_redoes_a_queued_batch_lost_with_a_killed_worker(tm
 def test_a_streamed_learner_step_takes_the_same_step_as_training_after_the_batch(tmp_path, recipe):
     # 3 HF rollout workers (parts of 8 rows), 2 ZeRO-2 learner ranks with micro-batches of 6 rows: rank 0's second
     # micro-batch joins parts 0 and 1, rank 1's first joins parts 1 and 2; a length reward, group-normalized, gives
-    # real advantages; the init scorer's log-probs feed a KL term
+    # real advantages; the init scorer's log-probs feed a KL term. The streamed run also packs its sequences
+    # (learner.pack_sequences): the same step again, from packed rows
     length = tmp_path / "length.py"
     length.write_text("def score(prompts, completions, answers):\n    return [float(len(c)) for c in completions]\n")
     common = ["rollout.engine=hf", "rollout.workers=3", "rollout.cpus_per_worker=0.25", "rollout.max_new_tokens=6",
@@ -292,7 +293,8 @@ def test_a_streamed_learner_step_takes_the_same_step_as_training_after_the_batch
     runs = {}
     for name in ("streamed", "after"):
         assert main(["run", str(recipe), f"output_dir={tmp_path}", f"name={name}", *BASE, *common,
-                     f"rollout.stream_learner={str(name == 'streamed').lower()}", "--no-progress"]) == 0
+                     f"rollout.stream_learner={str(name == 'streamed').lower()}",
+                     f"learner.pack_sequences={str(name == 'streamed').lower()}", "--no-progress"]) == 0
         runs[name] = [r for r in read_metrics(tmp_path / name / "metrics.jsonl") if "train/loss" in r]
     streamed, after = runs["streamed"], runs["after"]
     assert len(streamed) == len(after) == 3
@@ -305,6 +307,7 @@ def test_a_streamed_learner_step_takes_the_same_step_as_training_after_the_batch
     assert streamed[-1]["train/anchor/init"] > 0 and streamed[0]["train/advantage_abs_mean"] > 0
     assert all(r["train/streamed_parts"] == 3.0 and 0 <= r["train/streamed_early_frac"] < 1 for r in streamed)
     assert "train/streamed_parts" not in after[0]
+    assert all(s["train/pad_frac"] <= a["train/pad_frac"] for s, a in zip(streamed, after))  # packed: never more
     got = AutoModelForCausalLM.from_pretrained(tmp_path / "streamed" / "export").state_dict()
     want = AutoModelForCausalLM.from_pretrained(tmp_path / "after" / "export").state_dict()
     for name, tensor in want.items():
