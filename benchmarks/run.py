@@ -24,8 +24,8 @@ SECTIONS = {"generation": "benchmarks.generation", "sft_step": "benchmarks.sft_s
             "rl": "benchmarks.rl", "kdrl": "benchmarks.kdrl_vs_baselines",
             "warp": "benchmarks.warp_front", "overoptimization": "benchmarks.overoptimization",
             "dpo": "benchmarks.dpo_step", "sync": "benchmarks.weight_sync", "stream": "benchmarks.stream_step",
-            "memory": "benchmarks.memory"}
-CORE = ("rl", "dpo", "sync", "generation", "losses", "sft_step", "stream", "memory")
+            "memory": "benchmarks.memory", "packing": "benchmarks.packing_step"}
+CORE = ("rl", "dpo", "sync", "generation", "losses", "sft_step", "stream", "packing", "memory")
 EVIDENCE = ("kdrl", "warp", "overoptimization")
 
 
