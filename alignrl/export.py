@@ -10,10 +10,16 @@ from alignrl.io import atomic_dir
 from alignrl.models.export import load_hf_weights, save_hf_folder
 
 
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """The run's finished checkpoints (``checkpoints/step_N`` folders), oldest first ([] when there are none)."""
+    root = run_dir / "checkpoints"
+    return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
+
+
 def find_checkpoint(run_dir: Path, checkpoint: str = "latest") -> Path:
     """``run_dir/checkpoints/<checkpoint>``; ``latest`` is the highest step. UserError when absent."""
     root = run_dir / "checkpoints"
-    found = sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
+    found = checkpoint_dirs(run_dir)
     if not found:
         raise UserError(f"{run_dir}: no checkpoints found under {root}; is this a run folder (runs/NAME)?")
     if checkpoint == "latest":

@@ -98,7 +98,10 @@ def restore_learner(group, start: RunStart, *, name: str = "deepspeed", updates_
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    return any(p.is_dir() for p in (run_dir / "checkpoints").glob("step_*"))
+    """Whether the run folder holds a finished checkpoint to resume from."""
+    from alignrl.export import checkpoint_dirs
+
+    return bool(checkpoint_dirs(run_dir))
 
 
 def prepare_policy(cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> Path:

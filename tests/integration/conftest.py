@@ -36,6 +36,23 @@ def kill_job(recipe: Path, out: Path, name: str, moment: str, *overrides: str, s
         proc.wait()
 
 
+def kill_then_resume(recipe: Path, out: Path, moment: str) -> Path:
+    """``kill_job`` a run named "killed" at ``moment``, then ``alignrl run --resume`` it to the end. Checks what every
+    resume must do: exit 0, one note per interrupted checkpoint it removed, no half-written checkpoint left.
+    Returns the run folder."""
+    from alignrl.cli import main
+    from alignrl.tracking import read_metrics
+
+    kill_job(recipe, out, "killed", moment)
+    killed = out / "killed"
+    left = [p.name for p in (killed / "checkpoints").glob(".step_*.tmp-*")]
+    assert main(["run", "--resume", str(killed), "--no-progress"]) == 0
+    notes = [r["note"] for r in read_metrics(killed / "metrics.jsonl") if "note" in r]
+    assert len(notes) == len(left) and all(name in note for name, note in zip(left, notes))
+    assert not list((killed / "checkpoints").glob(".*"))  # no half-written checkpoint left behind
+    return killed
+
+
 @pytest.fixture
-def kill_job_at():
-    return kill_job
+def killed_and_resumed():
+    return kill_then_resume
