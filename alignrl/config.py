@@ -115,9 +115,9 @@ class LearnerConfig:
     """> 0: micro-batches by token budget instead (rows × padded width ≤ this; rows sorted by length, all-padding
     columns dropped; like verl's use_dynamic_bsz). SFT, online RL and distillation only."""
     pack_sequences: bool = False
-    """Pack each micro-batch's sequences into rows as wide as its longest, with a block-diagonal causal mask: no
-    compute on padding, the same logits (data/packing; OpenRLHF's packing_samples). SFT, online RL and
-    distillation only; needs sdpa or eager attention."""
+    """Pack each micro-batch's sequences into rows as wide as its longest, attention kept inside each sequence: no
+    compute on padding, the same logits and the same step (data/packing; OpenRLHF's packing_samples). SFT, online
+    RL and distillation only."""
     max_grad_norm: float = 1.0
     bf16: bool = False
     cpus_per_worker: float = 1.0

@@ -107,7 +107,8 @@ def pack_sequences(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Pac
 class PackedForward:
     """Stands in for a model in a loss function: ``model(input_ids=…, attention_mask=…)`` runs on the packed
     sequences (position ids, no mask) and returns ``.logits`` (B, T, ...) in the caller's layout. Calls that bring
-    their own position ids or a 4-D mask go to the model unchanged. ``area`` and ``real`` count the computed and the real token slots."""
+    their own position ids or a 4-D mask go to the model unchanged. ``area`` and ``real`` count the computed and
+    the real token slots."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
