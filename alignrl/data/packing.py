@@ -12,8 +12,8 @@ in the micro-batch's (B, T, ...) layout (one ``index_select``), so every loss ru
 Like OpenRLHF's ``packing_samples``, verl's ``use_remove_padding`` and TRL's ``padding_free``, which need
 flash-attn (a GPU); here SDPA on CPU works too. With SDPA or eager, each packed row still computes a dense
 W × W attention, as a padded row does; the linear layers shrink by the padding fraction. Putting the logits back
-costs a copy of B·T × V values (and its gradient's scatter): with a 49k vocabulary that is most of what keeps
-packing behind a token budget on CPU (benchmarks/packing_step.py). The flash-attn path is transformers' own and
+costs a copy of B·T × V values (and its gradient's scatter). On CPU, packing matches a token budget with a small
+vocabulary and lands a little behind it with SmolLM2's 49k (benchmarks/packing_step.py). The flash-attn path is transformers' own and
 unchecked here (no GPU). Only for models whose output at a token depends on that token's sequence alone (causal
 LMs, per-token value heads), not sequence classifiers that read the last non-pad column.
 """
