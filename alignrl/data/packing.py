@@ -55,7 +55,6 @@ class PackedRows:
     position_ids: torch.Tensor  # (R, W) long, restarting at 0 for each sequence (unused slots: one more sequence)
     gather: torch.Tensor        # (B·T,) long: the flat packed slot each padded slot reads (padding: any slot)
     batch_shape: tuple[int, int]  # (B, T)
-    real_tokens: int
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """(R, W, ...) per-slot outputs in the (B, T, ...) layout (differentiable). Padding slots get some packed
@@ -101,19 +100,17 @@ def pack_sequences(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Pac
         # the unused tail is a sequence of its own to transformers: it sees only itself
         positions[r, offset:] = torch.arange(width - offset)
     device = input_ids.device
-    return PackedRows(ids.to(device), positions.to(device), gather.to(device), (b, t), int(lengths.sum()))
+    return PackedRows(ids.to(device), positions.to(device), gather.to(device), (b, t))
 
 
 class PackedForward:
     """Stands in for a model in a loss function: ``model(input_ids=…, attention_mask=…)`` runs on the packed
     sequences (position ids, no mask) and returns ``.logits`` (B, T, ...) in the caller's layout. Calls that bring
-    their own position ids or a 4-D mask go to the model unchanged. ``area`` and ``real`` count the computed and
-    the real token slots."""
+    their own position ids or a 4-D mask go to the model unchanged. ``area`` counts the token slots computed."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.area = 0
-        self.real = 0
 
     def __call__(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
         if attention_mask.dim() != 2 or "position_ids" in kwargs:
@@ -123,7 +120,6 @@ class PackedForward:
         kwargs.setdefault("use_cache", False)
         out = self.model(input_ids=packed.input_ids, attention_mask=None, position_ids=packed.position_ids, **kwargs)
         self.area += packed.area
-        self.real += packed.real_tokens
         return SimpleNamespace(logits=packed.unpack(out.logits))
 
     def __getattr__(self, name: str) -> Any:
